@@ -1,0 +1,134 @@
+"""Subject and bucket names, built in one place.
+
+Every subject is ``<prefix>.v1.<family>...``; the prefix (``mb`` by default)
+lets two experiments share one NATS server. Names that come from users (node
+names, namespaces, topics) pass through :func:`token`, which keeps them a
+single NATS subject token whatever characters they hold.
+"""
+
+from __future__ import annotations
+
+import re
+
+DEFAULT_PREFIX = "mb"
+VERSION = "v1"
+
+_SAFE = re.compile(r"[A-Za-z0-9_\-]")
+_PREFIX_OK = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+
+
+def token(name: str) -> str:
+    """Encode ``name`` as one subject token.
+
+    Characters outside ``[A-Za-z0-9_-]`` become ``%XX`` (UTF-8 bytes), so
+    ``a.b`` and ``a b`` can never split or merge subjects and the mapping is
+    reversible by :func:`untoken`. The empty name becomes ``%``.
+    """
+    if not name:
+        return "%"
+    out = []
+    for ch in name:
+        if _SAFE.match(ch):
+            out.append(ch)
+        else:
+            out.extend(f"%{b:02X}" for b in ch.encode())
+    return "".join(out)
+
+
+def untoken(tok: str) -> str:
+    """Invert :func:`token`."""
+    if tok == "%":
+        return ""
+    raw = bytearray()
+    i = 0
+    while i < len(tok):
+        if tok[i] == "%" and i + 3 <= len(tok):
+            raw += bytes([int(tok[i + 1 : i + 3], 16)])
+            i += 3
+        else:
+            raw += tok[i].encode()
+            i += 1
+    return raw.decode()
+
+
+class Subjects:
+    """Subject builders for one prefix.
+
+    Args:
+        prefix: the experiment's prefix, one or more dot-separated tokens.
+
+    Raises:
+        ValueError: the prefix is not a valid subject prefix.
+    """
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        if not _PREFIX_OK.match(prefix):
+            raise ValueError(f"invalid subject prefix {prefix!r}: want tokens of [A-Za-z0-9_-]")
+        self.prefix = prefix
+        self.root = f"{prefix}.{VERSION}"
+
+    # commands
+    def node_cmd(self, node: str) -> str:
+        """Commands for one node, served in that node's queue group."""
+        return f"{self.root}.node.{token(node)}.cmd"
+
+    def any_cmd(self) -> str:
+        """Commands any node may serve (cluster-wide state)."""
+        return f"{self.root}.cmd"
+
+    def node_queue(self, node: str) -> str:
+        """Queue group of one node's command handlers."""
+        return f"{self.prefix}-node-{token(node)}"
+
+    def all_queue(self) -> str:
+        """Queue group of every node, for :meth:`any_cmd`."""
+        return f"{self.prefix}-nodes"
+
+    # presence
+    def heartbeat(self, node: str) -> str:
+        return f"{self.root}.hb.{token(node)}"
+
+    def heartbeats(self) -> str:
+        return f"{self.root}.hb.*"
+
+    # status updates
+    def status(self, node: str, topic: str) -> str:
+        return f"{self.root}.status.{token(node)}.{token(topic)}"
+
+    def statuses(self) -> str:
+        return f"{self.root}.status.>"
+
+    # logs
+    def log(self, node: str, level: str) -> str:
+        return f"{self.root}.log.{token(node)}.{token(level)}"
+
+    def logs(self) -> str:
+        return f"{self.root}.log.>"
+
+    # VLAN alias publications
+    def vlans(self, namespace: str) -> str:
+        return f"{self.root}.vlans.{token(namespace)}"
+
+    def all_vlans(self) -> str:
+        return f"{self.root}.vlans.*"
+
+    # lifecycle events
+    def event(self, namespace: str, kind: str) -> str:
+        return f"{self.root}.event.{token(namespace)}.{token(kind)}"
+
+    def events(self) -> str:
+        return f"{self.root}.event.>"
+
+    # cc
+    def cc(self, namespace: str, *rest: str) -> str:
+        tail = "".join(f".{token(r)}" for r in rest)
+        return f"{self.root}.cc.{token(namespace)}{tail}"
+
+    # JetStream names (streams, buckets: [A-Za-z0-9_-] only)
+    def bucket(self, name: str) -> str:
+        """A KV bucket or stream name of this prefix, e.g. ``mb_vlans``."""
+        return f"{self.prefix.replace('.', '_')}_{name}"
+
+    def service_name(self) -> str:
+        """The NATS micro service name nodes register under."""
+        return f"megabus-{self.prefix.replace('.', '-')}"

@@ -1,0 +1,19 @@
+"""minimega's command language: lexing, patterns, matching and rendering.
+
+Pure code (no I/O, no bus) so that the node and every front end import it.
+
+Modules:
+    command: the compiled :class:`Command` and :class:`LanguageError`.
+    lexer: ``lex(line)`` splits input as minicli does (quotes, escapes, ``#``).
+    patterns: parses pattern strings (``vlans <add,> <alias> <vlan>``).
+    grammar: :class:`Grammar` compiles lines against registered patterns
+        with minicli's prefix and exact-match rules.
+    ranges: name ranges (``foo[0-2]``) and their folding (``node[0-4,6]``).
+    tabwriter: Go's ``text/tabwriter`` layout.
+    render: ``Responses.String()``, JSON and CSV output, error lines.
+    transform: ``.filter`` and ``.columns`` over responses.
+"""
+
+from megabus.cli.language.command import Command, LanguageError
+
+__all__ = ["Command", "LanguageError"]
