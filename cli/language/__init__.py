@@ -15,5 +15,29 @@ Modules:
 """
 
 from megabus.cli.language.command import Command, LanguageError
+from megabus.cli.language.grammar import Grammar
+from megabus.cli.language.lexer import Item, lex
+from megabus.cli.language.patterns import PatternItem, parse_pattern
+from megabus.cli.language.ranges import expand, unsplit
+from megabus.cli.language.render import error_text, errors, minitest, render
+from megabus.cli.language.tabwriter import tabwrite
+from megabus.cli.language.transform import filter_responses, select_columns
 
-__all__ = ["Command", "LanguageError"]
+__all__ = [
+    "Command",
+    "Grammar",
+    "Item",
+    "LanguageError",
+    "PatternItem",
+    "error_text",
+    "errors",
+    "expand",
+    "filter_responses",
+    "lex",
+    "minitest",
+    "parse_pattern",
+    "render",
+    "select_columns",
+    "tabwrite",
+    "unsplit",
+]
