@@ -1,0 +1,371 @@
+"""The ``megabus`` console script: parse the command line, pick a front end.
+
+Forms::
+
+    megabus node [flags]              run a node (embedded nats-server if none)
+    megabus [flags] -e <command...>   run one command and exit (minimega -e)
+    megabus [flags] attach            interactive prompt (minimega -attach)
+    megabus [flags] read FILE         run each line of FILE as a command
+    megabus [flags] events [kinds]    print bus events as JSON lines
+    megabus [flags] status            live view of nodes, status and logs
+
+Flags follow Go's ``flag`` package, as minimega's do: ``-x`` and ``--x`` are
+the same, values go as ``-x v`` or ``-x=v``, and parsing stops at the first
+argument that is not a flag, so everything after ``-e`` that is not a flag is
+the command.
+
+This module is on the one-shot path, which must finish in a few tens of
+milliseconds as a whole process: it imports only the standard library's light
+modules at top level, and each front end imports what it needs when chosen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+
+DEFAULT_BASE = "/tmp/megabus"
+DEFAULT_NATS = "nats://127.0.0.1:4222"
+DEFAULT_PREFIX = "mb"
+DEFAULT_TIMEOUT = 10.0
+
+USAGE = """\
+usage: megabus node [flags]                 run a node
+       megabus [flags] -e <command...>      run one command and exit
+       megabus [flags] attach               interactive prompt on a node
+       megabus [flags] read FILE            run each line of FILE ('-': stdin)
+       megabus [flags] events [KIND...]     print bus messages as JSON lines
+                                            (KIND: event status log vlans hb)
+       megabus [flags] status               live view of nodes, status, logs
+
+client flags:
+  -nats URL[,URL]   NATS servers (env MEGABUS_NATS; default: <base>/megabus.json,
+                    else nats://127.0.0.1:4222)
+  -node NAME        node to command (default: <base>/megabus.json, else hostname)
+  -base DIR         local node's base directory (env MEGABUS_BASE; /tmp/megabus)
+  -prefix P         subject prefix (env MEGABUS_PREFIX; default mb)
+  -namespace NS     run commands in namespace NS
+  -timeout SECS     idle timeout waiting for the node (default 10)
+  -json             -e: print each batch's responses as one JSON line
+  -count N          events: exit after N messages
+
+node flags: -name -nats -base -filepath -prefix -vlanrange -heartbeat -level
+  -logfile -log-node (-headnode) -nats-port -accel -config -recover
+"""
+
+
+class UsageError(Exception):
+    """A bad command line; the message says what is wrong."""
+
+
+# --- Go-style flag parsing ----------------------------------------------------
+
+#: Client flags: spelling -> (destination, takes a value).
+CLIENT_FLAGS: dict[str, tuple[str, bool]] = {
+    "nats": ("nats", True),
+    "node": ("node", True),
+    "base": ("base", True),
+    "prefix": ("prefix", True),
+    "namespace": ("namespace", True),
+    "timeout": ("timeout", True),
+    "json": ("json", False),
+    "count": ("count", True),
+    "e": ("e", False),
+    "attach": ("attach", False),
+    "h": ("help", False),
+    "help": ("help", False),
+}
+
+#: Node flags: spelling -> (Settings attribute, takes a value).
+NODE_FLAGS: dict[str, tuple[str, bool]] = {
+    "name": ("name", True),
+    "nats": ("nats", True),
+    "base": ("base", True),
+    "filepath": ("filepath", True),
+    "prefix": ("prefix", True),
+    "vlanrange": ("vlan_range", True),
+    "vlan-range": ("vlan_range", True),
+    "heartbeat": ("heartbeat", True),
+    "level": ("level", True),
+    "logfile": ("logfile", True),
+    "log-node": ("log_node", True),
+    "headnode": ("log_node", True),
+    "nats-port": ("nats_port", True),
+    "accel": ("accel", True),
+    "config": ("config", True),
+    "recover": ("recover", False),
+    "v": ("verbose", False),
+    "verbose": ("verbose", False),
+    "h": ("help", False),
+    "help": ("help", False),
+}
+
+_TRUE = {"1", "t", "true", "yes"}
+_FALSE = {"0", "f", "false", "no"}
+
+
+def parse_flags(
+    args: list[str], spec: dict[str, tuple[str, bool]]
+) -> tuple[dict[str, str | bool], list[str]]:
+    """Parse leading flags of ``args`` as Go's ``flag`` package does.
+
+    Returns the flags given (by destination) and the arguments after them.
+
+    Raises:
+        UsageError: an unknown flag, a missing value or a bad boolean.
+    """
+    out: dict[str, str | bool] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            i += 1
+            break
+        if not arg.startswith("-") or arg == "-":
+            break
+        name = arg.lstrip("-")
+        value: str | None = None
+        if "=" in name:
+            name, value = name.split("=", 1)
+        if name not in spec:
+            raise UsageError(f"flag provided but not defined: -{name}")
+        dest, takes_value = spec[name]
+        if takes_value:
+            if value is None:
+                if i + 1 >= len(args):
+                    raise UsageError(f"flag needs an argument: -{name}")
+                i += 1
+                value = args[i]
+            out[dest] = value
+        elif value is None or value.lower() in _TRUE:
+            out[dest] = True
+        elif value.lower() in _FALSE:
+            out[dest] = False
+        else:
+            raise UsageError(f"invalid boolean value {value!r} for flag -{name}")
+        i += 1
+    return out, args[i:]
+
+
+def quote_args(args: list[str]) -> str:
+    """Join ``-e`` arguments into one line, re-quoting those with spaces (minimega -e)."""
+    out = []
+    for arg in args:
+        if any(c.isspace() for c in arg) or arg == "":
+            out.append(json.dumps(arg))
+        else:
+            out.append(arg)
+    return " ".join(out)
+
+
+# --- where the node is ------------------------------------------------------------
+
+
+class Target:
+    """The node a client talks to and how to reach it.
+
+    A plain class rather than a dataclass: ``dataclasses`` imports
+    ``inspect``, which alone costs the one-shot path about 10 ms.
+    """
+
+    __slots__ = ("base", "namespace", "node", "prefix", "timeout", "urls")
+
+    def __init__(
+        self,
+        node: str,
+        urls: list[str],
+        prefix: str = DEFAULT_PREFIX,
+        namespace: str = "",
+        timeout: float = DEFAULT_TIMEOUT,
+        base: str = DEFAULT_BASE,
+    ) -> None:
+        self.node = node
+        self.urls = urls
+        self.prefix = prefix
+        self.namespace = namespace
+        self.timeout = timeout
+        self.base = base
+
+    def __repr__(self) -> str:
+        return f"Target(node={self.node!r}, urls={self.urls!r}, prefix={self.prefix!r})"
+
+    @property
+    def url_text(self) -> str:
+        return ",".join(self.urls)
+
+
+def read_node_file(base: str) -> dict[str, object]:
+    """The local node's ``<base>/megabus.json``, or ``{}`` when absent or unreadable."""
+    try:
+        with open(os.path.join(base, "megabus.json"), encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def resolve_target(flags: dict[str, str | bool], environ: dict[str, str] | None = None) -> Target:
+    """Combine flags, environment and ``<base>/megabus.json`` into a :class:`Target`.
+
+    Raises:
+        UsageError: a bad ``-timeout``.
+    """
+    env = os.environ if environ is None else environ
+    base = str(flags.get("base") or env.get("MEGABUS_BASE") or DEFAULT_BASE)
+    local = read_node_file(base)
+    nats = str(flags.get("nats") or env.get("MEGABUS_NATS") or local.get("nats_url") or "")
+    urls = [u.strip() for u in nats.split(",") if u.strip()] or [DEFAULT_NATS]
+    node = str(flags.get("node") or local.get("name") or socket.gethostname().split(".")[0])
+    prefix = str(
+        flags.get("prefix") or env.get("MEGABUS_PREFIX") or local.get("prefix") or DEFAULT_PREFIX
+    )
+    raw_timeout = str(flags.get("timeout") or env.get("MEGABUS_TIMEOUT") or DEFAULT_TIMEOUT)
+    try:
+        timeout = float(raw_timeout)
+    except ValueError:
+        raise UsageError(f"invalid timeout {raw_timeout!r}: expected seconds") from None
+    if timeout <= 0:
+        raise UsageError(f"invalid timeout {raw_timeout!r}: must be positive")
+    return Target(
+        node=node,
+        urls=urls,
+        prefix=prefix,
+        namespace=str(flags.get("namespace") or ""),
+        timeout=timeout,
+        base=base,
+    )
+
+
+# --- entry point ------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``megabus`` command line; returns the exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        return _dispatch(args)
+    except UsageError as err:
+        print(f"megabus: {err}", file=sys.stderr)
+        print("run 'megabus -h' for usage", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: list[str]) -> int:
+    if args and args[0] == "node":
+        return _run_node(args[1:])
+    flags, rest = parse_flags(args, CLIENT_FLAGS)
+    if flags.get("help"):
+        sys.stdout.write(USAGE)
+        return 0
+    if flags.get("e"):
+        if not rest:
+            raise UsageError("-e needs a command")
+        from megabus.cli.oneshot import run_line
+
+        target = resolve_target(flags)
+        return run_line(target, quote_args(rest), as_json=bool(flags.get("json")))
+    verb = "attach" if flags.get("attach") else (rest.pop(0) if rest else "")
+    if verb == "attach":
+        _no_args(verb, rest)
+        from megabus.cli.shell import attach
+
+        return attach(resolve_target(flags))
+    if verb == "read":
+        if len(rest) != 1:
+            raise UsageError("read needs exactly one FILE")
+        from megabus.cli.oneshot import run_file
+
+        return run_file(resolve_target(flags), rest[0], as_json=bool(flags.get("json")))
+    if verb == "events":
+        from megabus.cli.events import run_events
+
+        count = _int_flag(flags, "count")
+        return run_events(resolve_target(flags), rest, count=count)
+    if verb == "status":
+        _no_args(verb, rest)
+        from megabus.cli.status import run_status
+
+        return run_status(resolve_target(flags))
+    if not verb:
+        sys.stderr.write(USAGE)
+        return 2
+    raise UsageError(
+        f"unknown command {verb!r} (did you mean: megabus -e {quote_args([verb, *rest])})"
+    )
+
+
+def _no_args(verb: str, rest: list[str]) -> None:
+    if rest:
+        raise UsageError(f"{verb} takes no arguments, got {' '.join(rest)!r}")
+
+
+def _int_flag(flags: dict[str, str | bool], name: str) -> int:
+    raw = flags.get(name)
+    if raw is None or raw is True:
+        return 0
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise UsageError(f"invalid value {raw!r} for -{name}: expected a number") from None
+    if value < 0:
+        raise UsageError(f"invalid value {raw!r} for -{name}: must not be negative")
+    return value
+
+
+def _run_node(args: list[str]) -> int:
+    flags, rest = parse_flags(args, NODE_FLAGS)
+    if flags.get("help"):
+        sys.stdout.write(USAGE)
+        return 0
+    if rest:
+        # minimega ignores positional files in daemon mode; we refuse them.
+        raise UsageError(f"node takes only flags, got {' '.join(rest)!r}")
+    import asyncio
+
+    from megabus.config.settings import SettingsError, load
+
+    config = flags.pop("config", None)
+    try:
+        settings = load(dict(flags), config_file=str(config) if config else None)
+    except SettingsError as err:
+        raise UsageError(str(err)) from None
+    _configure_logging(settings.level, settings.logfile, settings.verbose)
+    from megabus.handlers.node import run_node
+
+    try:
+        asyncio.run(run_node(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+_LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "fatal": 50}
+
+
+def _configure_logging(level: str, logfile: str, verbose: bool) -> None:
+    """Log like minilog: stderr unless ``-v=false``, plus ``-logfile``, at ``-level``."""
+    import logging
+
+    if level.lower() not in _LEVELS:
+        raise UsageError(f"invalid level {level!r}: expected debug, info, warn, error or fatal")
+    handlers: list[logging.Handler] = []
+    if verbose:
+        handlers.append(logging.StreamHandler())
+    if logfile:
+        try:
+            handlers.append(logging.FileHandler(logfile))
+        except OSError as err:
+            raise UsageError(f"cannot open log file {logfile}: {err.strerror}") from None
+    logging.basicConfig(
+        level=_LEVELS[level.lower()],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers or [logging.NullHandler()],
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
