@@ -1,0 +1,184 @@
+"""A minitest equivalent: run minimega 2.8's test scripts against a real node.
+
+For each script ``X`` in the compat folder it runs ``prolog`` (output
+dropped), then ``X`` line by line exactly as 2.8's ``cmd/minitest`` records
+it, then ``epilog`` (dropped), and compares the result with ``X.want`` byte
+for byte:
+
+* a non-empty line is echoed as ``## <line>`` (verbatim, comments too), an
+  empty line as an empty line;
+* the line goes unchanged to the node as one command (empty ones are not sent);
+* each reply batch adds its errors as sorted ``E: <error>`` lines, then its
+  rendered text plus a newline when that is not empty.
+
+The node runs in this process (``megabus.handlers.node.Node``) with base
+``/tmp/minimega``, since the expected outputs print ``/tmp/minimega/files``
+paths, on a real nats-server. ``$images`` is set in the environment, where
+the node's preprocessor reads it.
+
+By hand: ``python tests/compat.py NAME...`` prints what the node gave (the
+``.got``) and ``--diff`` shows the difference with ``.want`` instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import difflib
+import os
+import re
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+from megabus.bus.connection import Bus
+from megabus.bus.messages import CommandReply, CommandRequest, ErrorReply
+from megabus.bus.server import EmbeddedServer
+from megabus.config.settings import load
+
+REPO = Path(__file__).resolve().parent.parent
+COMPAT_DIR = Path(os.environ.get("MEGABUS_COMPAT_DIR", "/work/shared/compat"))
+#: Where ``$images`` points; an ops script fills it (``minicccfs`` and friends).
+#: 2.8's scripts spell the variable in lower case (``$images/minicccfs``).
+IMAGES_VAR = "images"
+IMAGES_DIR = Path(os.environ.get(IMAGES_VAR) or REPO / "build" / "images")
+#: The expected outputs print paths under 2.8's default base.
+BASE = "/tmp/minimega"
+NODE = "compat"
+SPECIAL = ("prolog", "epilog", "enter", "exit")
+#: Idle timeout per command; long commands send keep-alives, so this is generous.
+IDLE_TIMEOUT = 60.0
+
+_GROUP_LINE = re.compile(r"^([a-z][a-z0-9_-]*):((?:\s+[A-Za-z0-9_.-]+)+)\s*$")
+
+
+def script_groups(readme: Path | None = None) -> dict[str, list[str]]:
+    """The ``issue: names`` lines of the compat README, in order."""
+    text = (readme or COMPAT_DIR / "README.md").read_text()
+    groups: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        m = _GROUP_LINE.match(line)
+        if m:
+            groups[m.group(1)] = m.group(2).split()
+    return groups
+
+
+def script_lines(path: Path) -> list[str]:
+    """The lines of a script as Go's ``bufio.Scanner`` yields them (``\\r\\n`` ends too)."""
+    lines = path.read_text().split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline that ends the last line starts no new one
+    return [line.removesuffix("\r") for line in lines]
+
+
+def record_batch(reply: CommandReply | ErrorReply) -> str:
+    """What minitest writes for one reply batch."""
+    if isinstance(reply, ErrorReply):
+        errors = [f"E: {reply.error}"]
+        rendered = ""
+    else:
+        errors = sorted(f"E: {r.error}" for r in reply.responses if r.error)
+        rendered = reply.rendered
+    out = "\n".join(errors) + "\n" if errors else ""
+    if rendered:
+        out += rendered + "\n"
+    return out
+
+
+async def run_lines(bus: Bus, lines: Iterable[str], node: str = NODE) -> str:
+    """Run ``lines`` on ``node`` and return minitest's record of them."""
+    out: list[str] = []
+    subject = bus.subjects.node_cmd(node)
+    for line in lines:
+        out.append(f"## {line}\n" if line else "\n")
+        if not line:
+            continue
+        stream = bus.request_stream(subject, CommandRequest(line=line), idle_timeout=IDLE_TIMEOUT)
+        async with contextlib.aclosing(stream):
+            async for item in stream:
+                if isinstance(item, CommandReply | ErrorReply):
+                    out.append(record_batch(item))
+    return "".join(out)
+
+
+async def run_script(bus: Bus, name: str, compat_dir: Path = COMPAT_DIR) -> str:
+    """prolog, script, epilog; returns the script's record (the ``.got``)."""
+    prolog, epilog = compat_dir / "prolog", compat_dir / "epilog"
+    if prolog.exists():
+        await run_lines(bus, script_lines(prolog))
+    try:
+        return await run_lines(bus, script_lines(compat_dir / name))
+    finally:
+        if epilog.exists():
+            await run_lines(bus, script_lines(epilog))
+
+
+def diff(name: str, got: str, want: str) -> str:
+    """A unified diff of ``want`` against ``got``, line ends shown."""
+    return "".join(
+        difflib.unified_diff(
+            want.splitlines(keepends=True),
+            got.splitlines(keepends=True),
+            fromfile=f"{name}.want",
+            tofile=f"{name}.got",
+        )
+    )
+
+
+@contextlib.asynccontextmanager
+async def compat_node(nats_url: str) -> AsyncIterator[Bus]:
+    """A node named ``compat`` with base ``/tmp/minimega`` on ``nats_url``; yields a client Bus."""
+    from megabus.handlers.node import Node  # the node pulls in every handler family
+
+    os.environ[IMAGES_VAR] = str(IMAGES_DIR)
+    await asyncio.to_thread(IMAGES_DIR.mkdir, parents=True, exist_ok=True)
+    settings = load({"name": NODE, "nats": [nats_url], "base": BASE, "heartbeat": 1.0}, environ={})
+    node = Node(settings)
+    await node.start()
+    try:
+        bus = await Bus.connect([nats_url], name="minitest")
+        try:
+            yield bus
+        finally:
+            await bus.close()
+    finally:
+        await node.stop()
+
+
+async def _main(names: list[str], show_diff: bool) -> int:
+    status = 0
+    with tempfile.TemporaryDirectory(prefix="megabus-compat-") as tmp:
+        server = EmbeddedServer(Path(tmp) / "nats", port=0)
+        await server.start()
+        try:
+            async with compat_node(server.client_url) as bus:
+                for name in names:
+                    got = await run_script(bus, name)
+                    want_file = COMPAT_DIR / f"{name}.want"
+                    want = want_file.read_text() if want_file.exists() else ""
+                    if got != want:
+                        status = 1
+                    if show_diff:
+                        print(diff(name, got, want) or f"{name}: ok")
+                    else:
+                        sys.stdout.write(got)
+        finally:
+            await server.stop()
+    return status
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="+", help="compat scripts, e.g. vlans")
+    parser.add_argument("--diff", action="store_true", help="show the diff with .want")
+    args = parser.parse_args()
+    missing = [n for n in args.names if not (COMPAT_DIR / n).is_file()]
+    if missing:
+        parser.error(f"no such script in {COMPAT_DIR}: {', '.join(missing)}")
+    return asyncio.run(_main(args.names, args.diff))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
