@@ -1,0 +1,95 @@
+"""tabwrite lays text out like Go's text/tabwriter."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from megabus.cli.language.tabwriter import tabwrite
+
+COMPAT = Path("/work/shared/compat")
+
+
+def table(*rows: list[str]) -> str:
+    return "".join("\t| ".join(row) + "\n" for row in rows)
+
+
+def test_minicli_table_layout() -> None:
+    text = table(
+        ["namespace", "vlans", "active"],
+        ["bar", "", "false"],
+        ["minimega", "101-4096", "false"],
+    )
+    assert tabwrite(text, minwidth=5, tabwidth=0) == (
+        "namespace | vlans    | active\n"
+        "bar       |          | false\n"
+        "minimega  | 101-4096 | false\n"
+    )
+
+
+def test_minwidth_pads_short_columns() -> None:
+    text = table(["ip6", "ip", "name"], ["[]", "[]", "foo1"])
+    assert tabwrite(text, minwidth=5, tabwidth=0) == "ip6  | ip | name\n[]   | [] | foo1\n"
+
+
+def test_last_cell_is_not_a_column_and_keeps_trailing_padding() -> None:
+    text = table(["id", "responses", "filter"], ["1", "1", ""])
+    assert (
+        tabwrite(text, minwidth=5, tabwidth=0) == "id   | responses | filter\n1    | 1         | \n"
+    )
+
+
+def test_width_counts_runes() -> None:
+    assert tabwrite("é\tx\nab\ty\n", padding=1) == "é  x\nab y\n"
+
+
+def test_column_blocks_break_at_lines_without_the_column() -> None:
+    text = "a\tb\nlonger\tc\nbreak\nx\ty\n"
+    assert tabwrite(text) == "a      b\nlonger c\nbreak\nx y\n"
+
+
+def test_nested_blocks() -> None:
+    text = "a\tb\tc\naa\tbbbb\nx\ty\tz\n"
+    # column 1 only exists on line 0 and 2 (line 1's "bbbb" is its last cell)
+    assert tabwrite(text) == "a  b c\naa bbbb\nx  y z\n"
+
+
+def test_text_after_last_newline_is_kept_without_newline() -> None:
+    assert tabwrite("k:\tv\nkey:\tw") == "k:   v\nkey: w"
+
+
+def test_align_right_and_tab_padding() -> None:
+    assert tabwrite("1\tx\n100\ty\n", align_right=True) == "   1x\n 100y\n"
+    assert tabwrite("a\tb\nabcdefghi\tc\n", padchar="\t", tabwidth=8, padding=0) == (
+        "a\t\tb\nabcdefghi\tc\n"
+    )
+
+
+def test_form_feed_ends_a_section() -> None:
+    assert tabwrite("a\tb\fxxxxxx\ty\n") == "a b\nxxxxxx y\n"
+
+
+def test_bad_padchar() -> None:
+    with pytest.raises(ValueError, match="padchar"):
+        tabwrite("x", padchar="ab")
+
+
+def untabify(block: str) -> str:
+    """Turn minimega's padded ``Key:   value`` lines back into ``Key:\\tvalue``."""
+    out = []
+    for line in block.split("\n"):
+        m = re.match(r"^([^:]+:)( +)(.*)$", line)
+        out.append(f"{m.group(1)}\t{m.group(3)}" if m else line)
+    return "\n".join(out)
+
+
+@pytest.mark.skipif(not COMPAT.exists(), reason="compat scripts not available")
+def test_vm_config_dump_layout() -> None:
+    # minimega prints `vm config` through a tabwriter with minwidth 5,
+    # tabwidth 0, padding 1 and spaces: the same parameters as its tables
+    want = (COMPAT / "vm_config_save.want").read_text()
+    block = want.split("## vm config\n", 1)[1].split("\n## ", 1)[0]
+    assert "Coschedule limit: -1" in block
+    assert tabwrite(untabify(block), minwidth=5, tabwidth=0, padding=1) == block
