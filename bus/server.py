@@ -176,14 +176,17 @@ class EmbeddedServer:
         binary = self._binary or server_binary()
         conf = self.store_dir / "nats-server.conf"
         await asyncio.to_thread(self._write_config, conf)
-        self._proc = await asyncio.create_subprocess_exec(
-            binary,
-            "-c",
-            str(conf),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                binary,
+                "-c",
+                str(conf),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as err:
+            raise ServerStartError(f"cannot run {binary}: {err}") from None
         self._log.debug("started nats-server pid %d with %s", self._proc.pid, conf)
         seen: list[str] = []
         try:
