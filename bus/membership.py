@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 #: A node is gone after this many of its heartbeat intervals without one.
 MISSED_BEATS = 3
+#: Seconds to wait for the server to confirm the subscription.
+FLUSH_TIMEOUT = 5
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class Membership:
             self._sub = await self.bus.nc.subscribe(
                 self.bus.subjects.heartbeats(), cb=self._on_heartbeat
             )
+            # The round trip makes the server hold the subscription on return.
+            await self.bus.nc.flush(timeout=FLUSH_TIMEOUT)
 
     async def stop(self) -> None:
         """Stop listening; what was seen stays readable. Idempotent."""
