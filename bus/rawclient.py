@@ -18,8 +18,14 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import unquote
+
+# ``typing`` costs the one-shot path a few ms; the names are for the type
+# checker only (mypy treats any ``TYPE_CHECKING`` name as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 #: Type tags of the command stream (see ``megabus.bus.messages``); repeated
 #: here so that this module never imports msgspec.
