@@ -149,6 +149,25 @@ def parse_flags(
     return out, args[i:]
 
 
+def parse_interspersed(
+    args: list[str], spec: dict[str, tuple[str, bool]]
+) -> tuple[dict[str, str | bool], list[str]]:
+    """Like :func:`parse_flags`, but flags may also follow positional arguments.
+
+    Used after a verb (``events hb -count 1``), where there is no command
+    text that could be mistaken for flags.
+    """
+    flags: dict[str, str | bool] = {}
+    positional: list[str] = []
+    while args:
+        found, args = parse_flags(args, spec)
+        flags.update(found)
+        if args:
+            positional.append(args[0])
+            args = args[1:]
+    return flags, positional
+
+
 def quote_args(args: list[str]) -> str:
     """Join ``-e`` arguments into one line, re-quoting those with spaces (minimega -e)."""
     out = []
@@ -269,6 +288,9 @@ def _dispatch(args: list[str]) -> int:
         target = resolve_target(flags)
         return run_line(target, quote_args(rest), as_json=bool(flags.get("json")))
     verb = "attach" if flags.get("attach") else (rest.pop(0) if rest else "")
+    if verb in ("attach", "read", "events", "status"):
+        more, rest = parse_interspersed(rest, CLIENT_FLAGS)
+        flags.update(more)
     if verb == "attach":
         _no_args(verb, rest)
         from megabus.cli.shell import attach

@@ -36,7 +36,7 @@ from pathlib import Path
 from megabus.bus.connection import Bus
 from megabus.bus.messages import CommandReply, CommandRequest, ErrorReply
 from megabus.bus.server import EmbeddedServer
-from megabus.config.settings import load
+from megabus.config.settings import Settings, load
 
 REPO = Path(__file__).resolve().parent.parent
 COMPAT_DIR = Path(os.environ.get("MEGABUS_COMPAT_DIR", "/work/shared/compat"))
@@ -128,23 +128,35 @@ def diff(name: str, got: str, want: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def compat_node(nats_url: str) -> AsyncIterator[Bus]:
-    """A node named ``compat`` with base ``/tmp/minimega`` on ``nats_url``; yields a client Bus."""
+async def running_node(
+    nats_url: str, *, name: str, base: str | Path, heartbeat: float = 1.0
+) -> AsyncIterator[Settings]:
+    """A real node in this process on ``nats_url``; yields its settings."""
     from megabus.handlers.node import Node  # the node pulls in every handler family
 
-    os.environ[IMAGES_VAR] = str(IMAGES_DIR)
-    await asyncio.to_thread(IMAGES_DIR.mkdir, parents=True, exist_ok=True)
-    settings = load({"name": NODE, "nats": [nats_url], "base": BASE, "heartbeat": 1.0}, environ={})
+    settings = load(
+        {"name": name, "nats": [nats_url], "base": str(base), "heartbeat": heartbeat},
+        environ={},
+    )
     node = Node(settings)
     await node.start()
     try:
+        yield settings
+    finally:
+        await node.stop()
+
+
+@contextlib.asynccontextmanager
+async def compat_node(nats_url: str) -> AsyncIterator[Bus]:
+    """A node named ``compat`` with base ``/tmp/minimega`` on ``nats_url``; yields a client Bus."""
+    os.environ[IMAGES_VAR] = str(IMAGES_DIR)
+    await asyncio.to_thread(IMAGES_DIR.mkdir, parents=True, exist_ok=True)
+    async with running_node(nats_url, name=NODE, base=BASE):
         bus = await Bus.connect([nats_url], name="minitest")
         try:
             yield bus
         finally:
             await bus.close()
-    finally:
-        await node.stop()
 
 
 async def _main(names: list[str], show_diff: bool) -> int:

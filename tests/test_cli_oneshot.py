@@ -1,0 +1,104 @@
+"""``megabus -e`` and ``megabus read`` as a user runs them: a subprocess against a real node."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from compat import running_node
+
+MEGABUS = str(Path(sys.executable).parent / "megabus")
+
+
+async def megabus(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    """Run the console script without blocking the loop the node runs on."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEGABUS_")}
+    proc = await asyncio.create_subprocess_exec(
+        MEGABUS,
+        *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def base(nats_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A running node ``n1``; clients find it through ``<base>/megabus.json``."""
+    async with running_node(nats_url, name="n1", base=tmp_path / "base"):
+        yield str(tmp_path / "base")
+
+
+async def test_version_prints_and_succeeds(base: str) -> None:
+    rc, out, err = await megabus("-base", base, "-e", "version")
+    assert (rc, err) == (0, "")
+    assert out.strip()
+    assert out.endswith("\n")
+
+
+async def test_arguments_with_spaces_are_requoted(base: str) -> None:
+    rc, out, _ = await megabus("-base", base, "-e", "echo", "a  b", "c")
+    assert rc == 0
+    assert out == "a  b c\n"
+
+
+async def test_failed_command_prints_error_line_and_exits_1(base: str) -> None:
+    rc, out, err = await megabus("-base", base, "-e", "vlans", "add", "foo", "notavlan")
+    assert rc == 1
+    assert out == ""
+    assert err.startswith("Error (n1): ")
+    assert err.endswith("\n")
+
+
+async def test_json_prints_one_line_per_batch(base: str) -> None:
+    rc, out, _ = await megabus("-base", base, "-json", "-e", "echo", "hi")
+    assert rc == 0
+    lines = out.splitlines()
+    assert len(lines) == 1
+    (resp,) = json.loads(lines[0])
+    assert resp["host"] == "n1"
+    assert resp["response"] == "hi"
+
+
+async def test_missing_node_is_named_and_exits_2(base: str, nats_url: str) -> None:
+    rc, out, err = await megabus("-nats", nats_url, "-node", "ghost", "-e", "version")
+    assert rc == 2
+    assert out == ""
+    assert "ghost" in err
+    assert "Traceback" not in err
+
+
+async def test_unreachable_server_is_named_and_exits_2(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"nats://127.0.0.1:{s.getsockname()[1]}"
+    rc, _, err = await megabus("-base", str(tmp_path), "-nats", url, "-e", "version")
+    assert rc == 2
+    assert url in err
+    assert "Traceback" not in err
+
+
+async def test_read_runs_each_line_in_order(base: str, tmp_path: Path) -> None:
+    script = tmp_path / "script.mm"
+    script.write_text("echo one\n\necho two\nvlans add foo notavlan\necho three\n")
+    rc, out, err = await megabus("-base", base, "read", str(script))
+    assert rc == 1  # one line failed; the others still ran
+    assert out == "one\ntwo\nthree\n"
+    assert err.startswith("Error (n1): ")
+
+
+async def test_read_missing_file_is_a_clear_error(base: str, tmp_path: Path) -> None:
+    rc, _, err = await megabus("-base", base, "read", str(tmp_path / "nope"))
+    assert rc == 2
+    assert "nope" in err
+    assert "Traceback" not in err
