@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 import pytest
 from nats.aio.msg import Msg
@@ -28,7 +29,7 @@ from megabus.bus.messages import (
     Message,
 )
 
-Script = Callable[[Bus, Msg], Awaitable[None]]
+Script = Callable[[Bus, Msg], Coroutine[Any, Any, None]]
 
 
 @contextlib.asynccontextmanager
