@@ -302,6 +302,10 @@ def _dispatch(args: list[str]) -> int:
         from megabus.cli.oneshot import run_file
 
         return run_file(resolve_target(flags), rest[0], as_json=bool(flags.get("json")))
+    if verb in ("events", "status"):
+        # The clients log like minimega's default -level error; a warning
+        # such as the bus's "disconnected" on close is noise on a terminal.
+        _configure_logging(os.environ.get("MEGABUS_LEVEL", "error"), "", True)
     if verb == "events":
         from megabus.cli.events import run_events
 

@@ -49,7 +49,7 @@ async def test_version_prints_and_succeeds(base: str) -> None:
 async def test_arguments_with_spaces_are_requoted(base: str) -> None:
     rc, out, _ = await megabus("-base", base, "-e", "echo", "a  b", "c")
     assert rc == 0
-    assert out == "a  b c\n"
+    assert out == "n1: a  b c\n"  # annotated with the host, as minimega -e does
 
 
 async def test_failed_command_prints_error_line_and_exits_1(base: str) -> None:
@@ -93,7 +93,7 @@ async def test_read_runs_each_line_in_order(base: str, tmp_path: Path) -> None:
     script.write_text("echo one\n\necho two\nvlans add foo notavlan\necho three\n")
     rc, out, err = await megabus("-base", base, "read", str(script))
     assert rc == 1  # one line failed; the others still ran
-    assert out == "one\ntwo\nthree\n"
+    assert out == "n1: one\nn1: two\nn1: three\n"
     assert err.startswith("Error (n1): ")
 
 
