@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from megabus.bus.messages import Flags
 from megabus.config.settings import Settings
 from megabus.handlers.vmconf.config import VMConfig
+from megabus.handlers.vms.model import QueuedVMs
+from megabus.handlers.vms.table import VMTable
 
 if TYPE_CHECKING:
     from megabus.handlers.vlanstore import VlanStore
@@ -36,6 +38,10 @@ class Namespace:
     saved_configs: dict[str, VMConfig] = field(default_factory=dict)
     #: Hosts of the namespace; empty means this node only.
     hosts: list[str] = field(default_factory=list)
+    #: ``vm launch`` batches waiting for the scheduler.
+    vm_queue: list[QueuedVMs] = field(default_factory=list)
+    #: ``ns queueing``: ``vm launch <names>`` only queues; ``vm launch`` launches.
+    queueing: bool = False
 
 
 @dataclass
@@ -59,6 +65,8 @@ class NodeState:
     status_frequency: float = 3.0
     #: Per-family state that does not deserve a field of its own.
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The node's VMs across namespaces (IDs, ``vm-<n>`` counters).
+    vms: VMTable = field(default_factory=VMTable)
 
     def __post_init__(self) -> None:
         if not self.name:
