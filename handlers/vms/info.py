@@ -1,0 +1,143 @@
+"""``vm info``: 2.8's columns, in order, and each value's text.
+
+Every column exists for every VM so ``.columns`` and ``.filter`` work over the
+table; a column that does not apply to the VM's type prints ``N/A`` as in 2.8.
+The response's ``data`` holds one JSON object per VM (``State`` as 2.8's
+integer) for JSON mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from megabus.handlers.vmconf.config import go_bool, go_json_map, go_list
+from megabus.handlers.vms.model import VM, VMType
+
+#: ``vm info`` columns (without ``host``, which annotation adds).
+COLUMNS = [
+    "id", "name", "state", "uptime", "type", "uuid", "cc_active", "pid", "vlan", "bridge",
+    "tap", "mac", "ip", "ip6", "qos", "qinq", "bond", "memory", "vcpus", "disks", "snapshot",
+    "initrd", "kernel", "cdrom", "migrate", "append", "serial-ports", "virtio-ports",
+    "vnc_port", "usb-use-xhci", "tpm-socket", "filesystem", "hostname", "init", "preinit",
+    "fifo", "volume", "console_port", "tags",
+]  # fmt: skip
+#: ``vm info summary`` columns.
+SUMMARY = ["id", "name", "state", "type", "uuid", "cc_active", "vlan"]
+
+_KVM_ONLY = {
+    "disks", "initrd", "kernel", "cdrom", "migrate", "append", "serial-ports",
+    "virtio-ports", "vnc_port", "usb-use-xhci", "tpm-socket",
+}  # fmt: skip
+_CONTAINER_ONLY = {"filesystem", "hostname", "init", "preinit", "fifo", "volume", "console_port"}
+
+#: Whether the node's cc server has a client with this UUID (set by the cc family).
+CcActive = Callable[[VM], bool]
+CC_ACTIVE: CcActive | None = None
+
+
+def go_duration(seconds: float) -> str:
+    """Go's ``time.Duration.String``."""
+    ns = round(seconds * 1e9)
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                whole, frac = divmod(ns, size)
+                digits = len(str(size)) - 1
+                tail = f"{frac:0{digits}d}".rstrip("0") if digits else ""
+                return f"{sign}{whole}{'.' + tail if tail else ''}{unit}"
+    hours, rest = divmod(ns, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    secs, frac = divmod(rest, 1_000_000_000)
+    tail = f"{frac:09d}".rstrip("0")
+    text = f"{secs}{'.' + tail if tail else ''}s"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{text}"
+    if minutes:
+        return f"{sign}{minutes}m{text}"
+    return sign + text
+
+
+def _list(items: list[str]) -> str:
+    return "[" + ", ".join(items) + "]"
+
+
+def value(vm: VM, column: str) -> str:
+    """The text of one ``vm info`` cell."""
+    cfg = vm.config
+    if vm.type is VMType.KVM and column in _CONTAINER_ONLY:
+        return "N/A"
+    if vm.type is VMType.CONTAINER and column in _KVM_ONLY:
+        return "N/A"
+    nets = cfg.networks
+    runtime = vm.runtime
+    simple: dict[str, Callable[[], str]] = {
+        "id": lambda: str(vm.id),
+        "name": lambda: vm.name,
+        "state": lambda: str(vm.state),
+        "uptime": lambda: go_duration(vm.uptime()),
+        "type": lambda: str(vm.type),
+        "uuid": lambda: vm.uuid,
+        "cc_active": lambda: go_bool(CC_ACTIVE(vm) if CC_ACTIVE is not None else False),
+        "pid": lambda: str(vm.pid),
+        "vlan": lambda: _list([n.alias or str(n.vlan) for n in nets]),
+        "bridge": lambda: _list([n.bridge for n in nets]),
+        "tap": lambda: _list([n.tap for n in nets]),
+        "mac": lambda: _list([n.mac for n in nets]),
+        "ip": lambda: _list([n.ip4 for n in nets]),
+        "ip6": lambda: _list([n.ip6 for n in nets]),
+        "qos": lambda: "[]",
+        "qinq": lambda: _list([f"{n.tap} ({n.vlan})" for n in nets if n.qinq]),
+        "bond": lambda: "[]",
+        "memory": lambda: str(cfg.memory),
+        "vcpus": lambda: str(cfg.vcpus),
+        "disks": lambda: f"[{' '.join(d.spec() for d in cfg.disks)}]",
+        "snapshot": lambda: go_bool(cfg.snapshot),
+        "initrd": lambda: cfg.initrd,
+        "kernel": lambda: cfg.kernel,
+        "cdrom": lambda: getattr(runtime, "cdrom", cfg.cdrom),
+        "migrate": lambda: cfg.migrate,
+        "append": lambda: go_list(cfg.append),
+        "serial-ports": lambda: str(cfg.serial_ports),
+        "virtio-ports": lambda: cfg.virtio_ports,
+        "vnc_port": lambda: str(vm.vnc_port),
+        "usb-use-xhci": lambda: go_bool(cfg.usb_use_xhci),
+        "tpm-socket": lambda: cfg.tpm_socket,
+        "filesystem": lambda: cfg.filesystem,
+        "hostname": lambda: cfg.hostname or vm.name,
+        "init": lambda: go_list(cfg.init),
+        "preinit": lambda: cfg.preinit,
+        "fifo": lambda: str(cfg.fifos),
+        "volume": lambda: go_json_map(cfg.volume),
+        "console_port": lambda: "0",
+        "tags": lambda: go_json_map(vm.tags),
+    }
+    fn = simple.get(column)
+    return fn() if fn is not None else "N/A"
+
+
+def rows(vms: list[VM], columns: list[str]) -> list[list[str]]:
+    """One row per VM."""
+    return [[value(vm, c) for c in columns] for vm in vms]
+
+
+def data(vm: VM) -> dict[str, Any]:
+    """The JSON object of one VM (2.8's ``Data``: exported fields, ``State`` an integer)."""
+    return {
+        "ID": vm.id,
+        "Name": vm.name,
+        "Namespace": vm.namespace,
+        "Host": "",
+        "State": int(vm.state),
+        "Type": str(vm.type),
+        "UUID": vm.uuid,
+        "Pid": vm.pid,
+        "Tags": dict(vm.tags),
+        "Uptime": vm.uptime(),
+        "VNCPort": vm.vnc_port,
+        "Config": vm.config.copy(),
+    }

@@ -1,0 +1,430 @@
+"""The KVM runtime: one QEMU process per VM, driven over QMP.
+
+Launch follows 2.8 (reference 3.4): make ``<base>/<id>``, create the snapshot
+overlays, link ``<base>/namespaces/<ns>/<uuid>`` to it and write ``name`` and
+``config``, start QEMU paused (``-S``) and connect QMP. QMP events move the
+state at once (STOP -> PAUSED, RESUME -> RUNNING, SHUTDOWN -> QUIT); the
+process watcher turns any exit into QUIT and writes ``state``.
+
+Two node-level choices 2.8 does not have: the accelerator comes from
+``settings.accel`` (auto, kvm, tcg) and is added as ``-accel``, and ``-cpu
+host`` becomes ``host,-arch-capabilities`` under KVM (QEMU 7.2 aborts on
+nested KVM otherwise) and ``max`` under TCG (``host`` needs KVM). Tap
+creation belongs to the networking layer, which installs :data:`TAP_HOOKS`;
+until it does, a VM with networks fails to launch with a clear error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from qemu.qmp import ConnectError, ExecuteError, QMPClient, QMPError
+
+from megabus.config.settings import Settings
+from megabus.handlers.registry import CommandError
+from megabus.handlers.vms.model import VM, VMState
+from megabus.handlers.vms.qemu_args import final_args, go_join, qemu_args
+
+logger = logging.getLogger(__name__)
+
+#: 2.8 dials QMP 50 times, 100 ms apart.
+QMP_TRIES = 50
+QMP_RETRY = 0.1
+#: Seconds a QMP command may take.
+QMP_TIMEOUT = 30.0
+#: Seconds to wait for QEMU to exit after SIGKILL.
+KILL_TIMEOUT = 10.0
+#: Keep this much of QEMU's stderr for error messages.
+STDERR_KEEP = 4096
+
+
+@dataclass
+class TapHooks:
+    """What the networking layer provides for KVM NICs."""
+
+    #: Create the taps of a VM (one per NIC, in order) and return their names.
+    create: Callable[[VM], Awaitable[list[str]]]
+    #: Destroy the taps of a VM (at flush, as 2.8 keeps KVM taps across kill).
+    destroy: Callable[[VM], Awaitable[None]]
+
+
+TAP_HOOKS: TapHooks | None = None
+
+
+def set_tap_hooks(hooks: TapHooks | None) -> None:
+    """Install the networking layer's tap hooks."""
+    global TAP_HOOKS
+    TAP_HOOKS = hooks
+
+
+def resolve_accel(settings: Settings) -> str:
+    """``kvm`` or ``tcg`` from ``settings.accel`` (auto: kvm when /dev/kvm is usable)."""
+    accel = settings.accel
+    if accel == "auto":
+        return "kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "tcg"
+    if accel not in ("kvm", "tcg"):
+        raise CommandError(f"invalid accel setting: {accel} (want auto, kvm or tcg)")
+    return accel
+
+
+def resolve_binary(qemu: str) -> str:
+    """The QEMU binary: a path as given, else looked up on PATH.
+
+    2.8's default ``kvm`` names a wrapper that forces KVM; it resolves to
+    ``qemu-system-x86_64`` so the accelerator setting decides instead.
+    """
+    if "/" in qemu:
+        return qemu
+    if qemu == "kvm":
+        found = shutil.which("qemu-system-x86_64") or shutil.which("kvm")
+    else:
+        found = shutil.which(qemu)
+    if found is None:
+        raise CommandError(f'exec: "{qemu}": executable file not found in $PATH')
+    return found
+
+
+def adapt_cpu(args: list[str], accel: str) -> list[str]:
+    """Make ``-cpu host`` work on this accelerator (see the module docstring)."""
+    out = list(args)
+    for i in range(len(out) - 1):
+        if out[i] == "-cpu" and out[i + 1] == "host":
+            out[i + 1] = "host,-arch-capabilities" if accel == "kvm" else "max"
+    return out
+
+
+def go_json(value: Any) -> str:
+    """Go's ``json.Marshal`` of decoded JSON: compact, sorted keys, HTML-safe."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(ch, esc)
+    return text
+
+
+async def run_tool(*argv: str) -> str:
+    """Run a helper (``qemu-img``) and return its stdout; its stderr becomes the error."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        text = err.decode(errors="replace").strip() or f"exit status {proc.returncode}"
+        raise CommandError(f"{os.path.basename(argv[0])}: {text}")
+    return out.decode(errors="replace")
+
+
+async def image_format(path: str) -> str:
+    """The format ``qemu-img info`` reports for ``path``."""
+    info = json.loads(await run_tool("qemu-img", "info", "--output=json", path))
+    return str(info.get("format", "raw"))
+
+
+class KvmRuntime:
+    """Drives one VM's QEMU process."""
+
+    def __init__(self, vm: VM, settings: Settings) -> None:
+        self.vm = vm
+        self.settings = settings
+        self.proc: asyncio.subprocess.Process | None = None
+        self.qmp: QMPClient | None = None
+        self.lock = asyncio.Lock()
+        self.taps: list[str] = []
+        self.hotplug: dict[int, tuple[str, str]] = {}
+        self._stderr = b""
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._exited: asyncio.Event = asyncio.Event()
+        self._exited.set()
+        vm.listeners.append(self._write_state)
+
+    # -- files -------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        return self.vm.instance_path
+
+    def _ns_link(self) -> str:
+        return os.path.join(self.settings.base, "namespaces", self.vm.namespace, self.vm.uuid)
+
+    def _write_state(self, vm: VM, old: VMState) -> None:
+        # a few bytes on the local disk; 2.8 writes it synchronously too
+        try:
+            with open(os.path.join(self.path, "state"), "w") as f:
+                f.write(str(vm.state))
+        except OSError as err:
+            logger.debug("vm %d: state not written: %s", vm.id, err)
+
+    def _prepare_files(self) -> None:
+        os.makedirs(self.path, exist_ok=True)
+        link = self._ns_link()
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+        os.symlink(self.path, link)
+        for stale in ("qmp", "vnc", "qemu.pid"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.path, stale))
+        with open(os.path.join(self.path, "name"), "w") as f:
+            f.write(self.vm.name)
+        with open(os.path.join(self.path, "config"), "w") as f:
+            f.write("".join(line + "\n" for line in self.vm.config.write_config()))
+
+    async def _snapshots(self) -> list[str]:
+        cfg = self.vm.config
+        if not cfg.snapshot:
+            return []
+        paths: list[str] = []
+        for i, disk in enumerate(cfg.disks):
+            dst = os.path.join(self.path, f"disk-{i}.qcow2")
+            if not await asyncio.to_thread(os.path.exists, dst):
+                fmt = await image_format(disk.path)
+                await run_tool("qemu-img", "create", "-f", "qcow2", "-b", disk.path, "-F", fmt, dst)
+            disk.snapshot_path = dst
+            paths.append(dst)
+        return paths
+
+    # -- launch ------------------------------------------------------------------
+
+    async def launch(self) -> None:
+        """Start QEMU paused and connect QMP; on failure the VM is in ERROR and this raises."""
+        try:
+            await self._launch()
+        except CommandError as err:
+            await self._abort()
+            self.vm.set_error(str(err))
+            raise
+        except (OSError, QMPError) as err:
+            await self._abort()
+            self.vm.set_error(str(err))
+            raise CommandError(str(err)) from err
+
+    async def _launch(self) -> None:
+        vm = self.vm
+        cfg = vm.config
+        await asyncio.to_thread(self._prepare_files)
+        snapshots = await self._snapshots()
+        if cfg.networks:
+            if TAP_HOOKS is None:
+                raise CommandError(
+                    f"cannot launch vm {vm.name} with {len(cfg.networks)} network(s): "
+                    "host networking (taps) is not available on this node"
+                )
+            self.taps = await TAP_HOOKS.create(vm)
+        accel = resolve_accel(self.settings)
+        binary = resolve_binary(cfg.qemu)
+        args = qemu_args(cfg, vm.id, self.path, vm.uuid, taps=self.taps, snapshot_paths=snapshots)
+        argv = [binary, "-accel", accel, *adapt_cpu(final_args(cfg, args), accel)]
+        logger.info("vm %d: launching %s", vm.id, " ".join(argv))
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=self.path,
+                start_new_session=True,  # a ^C to the node must not reach the guests
+            )
+        except OSError as err:
+            raise CommandError(f"fork/exec {binary}: {err.strerror}") from err
+        vm.pid = self.proc.pid
+        self._exited = asyncio.Event()
+        self._spawn(self._watch(self.proc), f"vm{vm.id}-watch")
+        await self._connect_qmp()
+
+    async def _connect_qmp(self) -> None:
+        path = os.path.join(self.path, "qmp")
+        qmp = QMPClient(f"vm{self.vm.id}")
+        last: Exception | None = None
+        for _ in range(QMP_TRIES):
+            if self._exited.is_set():
+                raise CommandError(self._exit_text())
+            try:
+                await qmp.connect(path)
+                break
+            except ConnectError as err:
+                last = err
+                await asyncio.sleep(QMP_RETRY)
+        else:
+            raise CommandError(f"unable to connect to qmp socket: {last}")
+        self.qmp = qmp
+        self._spawn(self._events(qmp), f"vm{self.vm.id}-events")
+        # QEMU may die right after QMP connects (-cpu host on nested KVM): ask once
+        try:
+            await self.execute("query-status")
+        except CommandError:
+            if self._exited.is_set() or not await self._still_alive():
+                raise CommandError(self._exit_text()) from None
+            raise
+
+    async def _still_alive(self) -> bool:
+        try:
+            await asyncio.wait_for(self._exited.wait(), 0.5)
+        except TimeoutError:
+            return True
+        return False
+
+    def _exit_text(self) -> str:
+        code = self.proc.returncode if self.proc is not None else None
+        err = self._stderr.decode(errors="replace").strip()
+        text = f"qemu exited ({code})" if code is not None else "qemu exited"
+        return f"{text}: {err}" if err else text
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch(self, proc: asyncio.subprocess.Process) -> None:
+        """Collect stderr until QEMU exits, then mark the VM QUIT."""
+        assert proc.stderr is not None
+        while chunk := await proc.stderr.read(1024):
+            self._stderr = (self._stderr + chunk)[-STDERR_KEEP:]
+        await proc.wait()
+        logger.info("vm %d: qemu exited with %s", self.vm.id, proc.returncode)
+        if self._stderr:
+            logger.info("vm %d: qemu stderr: %s", self.vm.id, self._stderr.decode(errors="replace"))
+        self._exited.set()
+        if self.vm.state & (VMState.BUILDING | VMState.RUNNING | VMState.PAUSED):
+            self.vm.set_state(VMState.QUIT)
+        await self._close_qmp()
+
+    async def _events(self, qmp: QMPClient) -> None:
+        async for event in qmp.events:
+            name = event.get("event")
+            logger.debug("vm %d: qmp event %s", self.vm.id, name)
+            if name == "STOP" and self.vm.state == VMState.RUNNING:
+                self.vm.set_state(VMState.PAUSED)
+            elif name == "RESUME":
+                self.vm.set_state(VMState.RUNNING)
+            elif name == "SHUTDOWN":
+                self.vm.set_state(VMState.QUIT)
+
+    async def _close_qmp(self) -> None:
+        qmp, self.qmp = self.qmp, None
+        if qmp is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(qmp.disconnect(), 5)
+        for task in list(self._tasks):
+            if task.get_name().endswith("-events"):
+                task.cancel()
+
+    async def _abort(self) -> None:
+        """Undo a half-done launch: kill QEMU if it started."""
+        await self._kill_process()
+        await self._close_qmp()
+
+    # -- QMP -----------------------------------------------------------------------
+
+    async def execute(self, cmd: str, args: dict[str, Any] | None = None) -> Any:
+        """Run one QMP command; its error text becomes a CommandError."""
+        qmp = self.qmp
+        if qmp is None:
+            raise CommandError(f"vm {self.vm.id} has no qmp connection")
+        try:
+            return await asyncio.wait_for(qmp.execute(cmd, args), QMP_TIMEOUT)
+        except ExecuteError as err:
+            raise CommandError(str(err)) from err
+        except (QMPError, OSError, TimeoutError) as err:
+            raise CommandError(f"qmp {cmd}: {err or type(err).__name__}") from err
+
+    async def hmp(self, line: str) -> str:
+        """Run a human monitor command through QMP; its output is the error when not empty."""
+        out = await self.execute("human-monitor-command", {"command-line": line})
+        return str(out or "")
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """2.8's ``Start``: relaunch a QUIT/ERROR VM, then ``cont``."""
+        async with self.lock:
+            vm = self.vm
+            if vm.state & VMState.RUNNING:
+                return
+            if vm.state in (VMState.QUIT, VMState.ERROR):
+                logger.info("relaunching VM: %d", vm.id)
+                vm.tags.pop("error", None)
+                vm.set_state(VMState.BUILDING)
+                vm.launched = time.time()
+                await self.launch()
+            try:
+                await self.execute("cont")
+            except CommandError as err:
+                vm.set_error(str(err))
+                raise
+            vm.set_state(VMState.RUNNING)
+
+    async def stop(self) -> None:
+        """QMP ``stop``; only a RUNNING VM can be stopped."""
+        async with self.lock:
+            if self.vm.state != VMState.RUNNING:
+                raise CommandError(f"vm not running: {self.vm.id}")
+            try:
+                await self.execute("stop")
+            except CommandError as err:
+                self.vm.set_error(str(err))
+                raise
+            self.vm.set_state(VMState.PAUSED)
+
+    async def kill(self) -> None:
+        """SIGKILL QEMU and wait until it is gone (the VM is then QUIT)."""
+        async with self.lock:
+            await self._kill_process()
+            if self.vm.state & (VMState.BUILDING | VMState.RUNNING | VMState.PAUSED):
+                self.vm.set_state(VMState.QUIT)
+
+    async def _kill_process(self) -> None:
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGKILL)
+        try:
+            await asyncio.wait_for(self._exited.wait(), KILL_TIMEOUT)
+        except TimeoutError:
+            raise CommandError(f"vm {self.vm.id}: qemu did not exit after SIGKILL") from None
+
+    async def flush(self) -> None:
+        """Remove the instance directory, the namespace link and the taps."""
+        async with self.lock:
+            await self._close()
+            if TAP_HOOKS is not None and self.taps:
+                await TAP_HOOKS.destroy(self.vm)
+            await asyncio.to_thread(self._remove_files)
+
+    def _remove_files(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._ns_link())
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    async def _close(self) -> None:
+        await self._kill_process()
+        await self._close_qmp()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=KILL_TIMEOUT)
+
+    async def close(self) -> None:
+        """Kill QEMU and stop every task (node shutdown)."""
+        async with self.lock:
+            await self._close()
+
+    # -- files the VM writes ------------------------------------------------------------
+
+    def file(self, name: str) -> str:
+        """A path inside the instance directory."""
+        return go_join(self.path, name)
