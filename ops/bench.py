@@ -76,6 +76,8 @@ async def start_node(name: str, url: str, base: Path) -> asyncio.subprocess.Proc
 
 def oneshot(base: Path, runs: int) -> list[float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEGABUS_")}
+    # Measure what users get: cached bytecode (an environment may turn it off).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     samples = []
     for _ in range(runs + 3):  # the first runs warm the page cache and .pyc files
         t0 = time.perf_counter()
