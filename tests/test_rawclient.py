@@ -158,3 +158,20 @@ def test_parse_url(url: str, want: tuple[str, int, dict[str, str]]) -> None:
 def test_bad_urls_are_refused_clearly(url: str) -> None:
     with pytest.raises(ConnectError, match="URL"):
         parse_url(url)
+
+
+def test_wire_tags_match_the_message_classes() -> None:
+    """The one-shot path spells the tags out to avoid msgspec; they must not drift."""
+    from megabus.bus.codec import decode, schema_of
+    from megabus.bus.messages import CommandReply, CommandRequest, CommandWorking, ErrorReply
+    from megabus.bus.rawclient import ERROR, REPLY, WORKING
+    from megabus.cli.oneshot import REQUEST_TAG, request_payload
+
+    assert (
+        schema_of(CommandReply(node="n")),
+        schema_of(CommandWorking(node="n")),
+        schema_of(ErrorReply(error="e")),
+    ) == (REPLY, WORKING, ERROR)
+    req = decode(request_payload("vm info", "ns"), CommandRequest)
+    assert (req.line, req.namespace) == ("vm info", "ns")
+    assert schema_of(req) == REQUEST_TAG
