@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.metadata
 import json
 import logging
@@ -56,6 +57,7 @@ CONNECT_TIMEOUT = 2.0
 INFO_FILE = "megabus.json"
 
 
+@functools.cache
 def version() -> str:
     """The installed megabus version (there is no ``megabus/__init__.py`` to hold it)."""
     try:
