@@ -72,6 +72,10 @@ class Subjects:
         """Commands for one node, served in that node's queue group."""
         return f"{self.root}.node.{token(node)}.cmd"
 
+    def node_info(self, node: str) -> str:
+        """A node's micro-service ``info`` endpoint (where its commands go)."""
+        return f"{self.root}.node.{token(node)}.info"
+
     def any_cmd(self) -> str:
         """Commands any node may serve (cluster-wide state)."""
         return f"{self.root}.cmd"

@@ -85,13 +85,21 @@ async def default_dispatcher(settings: Settings, bus: Bus) -> AsyncIterator[Exec
     # Imported here so that this module (and nodes in tests that bring their
     # own executor) load without the command families.
     from megabus.handlers.dispatch import Dispatcher
+    from megabus.handlers.log import setup_logging
+    from megabus.handlers.shell import stop_background
     from megabus.handlers.state import NodeState
     from megabus.handlers.vlanstore import VlanStore
 
     vlans = await VlanStore.open(bus, settings.vlan_bounds())
     try:
-        yield Dispatcher(NodeState(settings=settings, vlans=vlans), bus)
+        state = NodeState(settings=settings, vlans=vlans)
+        logs = setup_logging(state)
+        try:
+            yield Dispatcher(state, bus)
+        finally:
+            logs.close()
     finally:
+        await stop_background()
         await vlans.close()
 
 
@@ -273,7 +281,7 @@ class Node:
         )
         await self._service.add_endpoint(
             name="info",
-            subject=f"{subjects.root}.node.{token(self.name)}.info",
+            subject=subjects.node_info(self.name),
             queue_group=subjects.node_queue(self.name),
             handler=self._on_info,
             metadata={"node": self.name},
