@@ -46,6 +46,8 @@ FAMILIES = (
     "history",
     "log",
     "status",
+    "vm",
+    "disk",
 )
 
 Emit = Callable[[list[Response]], Awaitable[None]]

@@ -156,7 +156,8 @@ def _host_up(name: str, address: str | None) -> None:
         found = ipr.link_lookup(ifname=name)
         if not found:
             raise CommandError(f"host tap {name} did not appear")
-        ipr.link("set", index=found[0], state="up", flags=0x100, mask=0x100)  # IFF_PROMISC
+        # IFF_UP | IFF_PROMISC: "ip link set <tap> up promisc on"
+        ipr.link("set", index=found[0], flags=0x101, mask=0x101)
         if address is not None:
             iface = ipaddress.ip_interface(address)
             ipr.addr(
