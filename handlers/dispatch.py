@@ -48,6 +48,8 @@ FAMILIES = (
     "status",
     "vm",
     "disk",
+    "tap",
+    "bridge",
 )
 
 Emit = Callable[[list[Response]], Awaitable[None]]
