@@ -1,8 +1,9 @@
 """The bus: messages, subjects, codec, the NATS connection and server.
 
-The public face is re-exported here. Names that need nats-py (``Bus``,
-``Membership``, ``EmbeddedServer``) load on first use, so code inside guests
-can import :mod:`megabus.bus.messages` and the codec without nats-py.
+The public face is re-exported here, every name loading on first use: the
+one-shot ``megabus -e`` path imports :mod:`megabus.bus.rawclient` and must not
+pay for msgspec or nats-py, and code inside guests imports
+:mod:`megabus.bus.messages` and the codec without nats-py.
 """
 
 from __future__ import annotations
@@ -10,25 +11,36 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from megabus.bus.codec import SCHEMA_HEADER, decode, encode
-from megabus.bus.errors import (
-    BusConnectError,
-    BusDecodeError,
-    BusError,
-    BusTimeoutError,
-    NoRespondersError,
-    PayloadTooLargeError,
-    RemoteError,
-    ServerStartError,
-)
-from megabus.bus.subjects import Subjects
-
 if TYPE_CHECKING:
+    from megabus.bus.codec import SCHEMA_HEADER, decode, encode
     from megabus.bus.connection import Bus, FanoutResult
+    from megabus.bus.errors import (
+        BusConnectError,
+        BusDecodeError,
+        BusError,
+        BusTimeoutError,
+        NoRespondersError,
+        PayloadTooLargeError,
+        RemoteError,
+        ServerStartError,
+    )
     from megabus.bus.membership import Membership
     from megabus.bus.server import EmbeddedServer, port_open
+    from megabus.bus.subjects import Subjects
 
 _LAZY = {
+    "SCHEMA_HEADER": "megabus.bus.codec",
+    "decode": "megabus.bus.codec",
+    "encode": "megabus.bus.codec",
+    "BusConnectError": "megabus.bus.errors",
+    "BusDecodeError": "megabus.bus.errors",
+    "BusError": "megabus.bus.errors",
+    "BusTimeoutError": "megabus.bus.errors",
+    "NoRespondersError": "megabus.bus.errors",
+    "PayloadTooLargeError": "megabus.bus.errors",
+    "RemoteError": "megabus.bus.errors",
+    "ServerStartError": "megabus.bus.errors",
+    "Subjects": "megabus.bus.subjects",
     "Bus": "megabus.bus.connection",
     "FanoutResult": "megabus.bus.connection",
     "Membership": "megabus.bus.membership",
