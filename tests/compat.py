@@ -39,7 +39,11 @@ from megabus.bus.server import EmbeddedServer
 from megabus.config.settings import Settings, load
 
 REPO = Path(__file__).resolve().parent.parent
-COMPAT_DIR = Path(os.environ.get("MEGABUS_COMPAT_DIR", "/work/shared/compat"))
+#: The shared material laid beside the repository (``../shared``), as on the
+#: developers' machines and in CI.
+SHARED_DIR = REPO.parent / "shared"
+COMPAT_DIR = Path(os.environ.get("MEGABUS_COMPAT_DIR") or SHARED_DIR / "compat")
+REFERENCE_DIR = SHARED_DIR / "reference"
 #: Where ``$images`` points; an ops script fills it (``minicccfs`` and friends).
 #: 2.8's scripts spell the variable in lower case (``$images/minicccfs``).
 IMAGES_VAR = "images"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
+from compat import REFERENCE_DIR
 
 from megabus.cli.language import Grammar, LanguageError
 from megabus.cli.language.lexer import lex
@@ -261,7 +261,7 @@ def test_help_matches(grammar: Grammar) -> None:
     }
 
 
-REFERENCE = Path("/work/shared/reference/minimega-2.8.md")
+REFERENCE = REFERENCE_DIR / "minimega-2.8.md"
 
 
 def reference_patterns() -> list[str]:

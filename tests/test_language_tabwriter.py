@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
+from compat import COMPAT_DIR
 
 from megabus.cli.language.tabwriter import tabwrite
 
-COMPAT = Path("/work/shared/compat")
+COMPAT = COMPAT_DIR
 
 
 def table(*rows: list[str]) -> str:

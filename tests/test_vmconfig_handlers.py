@@ -7,9 +7,9 @@ replayed line by line and must come out byte for byte.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
+from compat import COMPAT_DIR
 
 from megabus.bus.connection import Bus
 from megabus.bus.messages import Flags, Response
@@ -26,7 +26,7 @@ from megabus.handlers.vmconf.bondspec import parse_bondspecs
 from megabus.handlers.vmconf.config import VMConfig
 from megabus.handlers.vmconf.netspec import resolve_netspecs
 
-COMPAT = Path("/work/shared/compat")
+COMPAT = COMPAT_DIR
 FLAGS = Flags(annotate=False)
 
 
