@@ -293,6 +293,27 @@ class Bridges:
         logger.info("created %d tap(s): %s", len(made), " ".join(chosen))
         return chosen
 
+    async def attach_link(self, bridge: str, name: str, vlan: int, *, qinq: bool = False) -> None:
+        """Put an existing link (a container's veth end) on ``bridge`` as a tap in ``vlan``.
+
+        From then on it is the table's: :meth:`destroy_taps` deletes the link
+        (and with a veth, its peer).
+
+        Raises:
+            CommandError: ``tap already on bridge``, or OVS refused.
+        """
+        links.check_name(name, "tap")
+        br = await self.get(bridge)
+        self._check_free(name)
+        tap = Tap(name, br.name, vlan, qinq=qinq)
+        br.taps[name] = tap
+        try:
+            switch = await self.switch()
+            await switch.transact(port_commands(br.name, name, vlan, host=False, qinq=qinq))
+        except (OvsError, CommandError) as err:
+            self._forget([tap])
+            raise CommandError(f"add port failed: {err}") from None
+
     def _forget(self, taps: Iterable[Tap]) -> None:
         for t in taps:
             br = self._bridges.get(t.bridge)
@@ -363,17 +384,24 @@ class Bridges:
         for bridge, dst in mirrors:
             cmds += mirror_delete_commands(bridge, dst)
         cmds += [["--if-exists", "del-port", t.bridge, t.name] for t in doomed if not t.bond]
-        try:
-            switch = await self.switch()
-            await switch.transact(cmds)
-        except OvsError as err:
-            raise CommandError(f"remove port failed: {err}") from None
-        finally:
-            # host taps went with their port; VM taps are ours to delete
-            failed = await links.delete_links([t.name for t in doomed if not t.host])
-            if failed:
-                logger.error("zombie taps: %s", " ".join(failed))
-            self.write_files()
+        switch = await self.switch()
+        # The kernel needs ~20 ms per link deleted (an RCU grace period each) and
+        # ovs-vswitchd about as long per port removed: do both at once.
+        # Host taps go with their port; VM taps are ours to delete.
+        ports, kernel = await asyncio.gather(
+            switch.transact(cmds),
+            links.delete_links([t.name for t in doomed if not t.host]),
+            return_exceptions=True,
+        )
+        self.write_files()
+        if isinstance(kernel, BaseException):
+            logger.error("cannot delete taps: %s", kernel)
+        elif kernel:
+            logger.error("zombie taps: %s", " ".join(kernel))
+        if isinstance(ports, OvsError):
+            raise CommandError(f"remove port failed: {ports}")
+        if isinstance(ports, BaseException):
+            raise ports
 
     # -- mirrors ----------------------------------------------------------------------
 
