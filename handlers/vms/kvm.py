@@ -250,6 +250,10 @@ class KvmRuntime:
         for _ in range(QMP_TRIES):
             if self._exited.is_set():
                 raise CommandError(self._exit_text())
+            # wait for the socket first: qemu.qmp logs every failed connect as an error
+            if not await asyncio.to_thread(os.path.exists, path):
+                await asyncio.sleep(QMP_RETRY)
+                continue
             try:
                 await qmp.connect(path)
                 break
@@ -257,7 +261,7 @@ class KvmRuntime:
                 last = err
                 await asyncio.sleep(QMP_RETRY)
         else:
-            raise CommandError(f"unable to connect to qmp socket: {last}")
+            raise CommandError(f"unable to connect to qmp socket: {last or 'no socket'}")
         self.qmp = qmp
         self._spawn(self._events(qmp), f"vm{self.vm.id}-events")
         # QEMU may die right after QMP connects (-cpu host on nested KVM): ask once
