@@ -393,15 +393,18 @@ class Bridges:
             links.delete_links([t.name for t in doomed if not t.host]),
             return_exceptions=True,
         )
+        # ovs-vswitchd removes a host tap's device after ovs-vsctl returns; make sure
+        if not isinstance(ports, BaseException):
+            await links.delete_links([t.name for t in doomed if t.host])
         self.write_files()
-        if isinstance(kernel, BaseException):
-            logger.error("cannot delete taps: %s", kernel)
-        elif kernel:
-            logger.error("zombie taps: %s", " ".join(kernel))
         if isinstance(ports, OvsError):
             raise CommandError(f"remove port failed: {ports}")
         if isinstance(ports, BaseException):
             raise ports
+        if isinstance(kernel, BaseException):
+            raise CommandError(f"destroy tap failed: {kernel}")
+        if kernel:
+            raise CommandError(f"destroy tap failed: zombie taps: {' '.join(kernel)}")
 
     # -- mirrors ----------------------------------------------------------------------
 
@@ -572,6 +575,10 @@ class Bridges:
         switch = await self.switch()
         del self._bridges[name]
         vm_taps = [t.name for t in br.taps.values() if not t.host]
+        # devices ovs-vswitchd removes itself, perhaps after ovs-vsctl returns
+        ovs_devices = [t.name for t in br.taps.values() if t.host]
+        if not br.preexisting:
+            ovs_devices.append(name)
         try:
             if br.preexisting:
                 cmds: list[list[str]] = []
@@ -588,6 +595,7 @@ class Bridges:
         finally:
             await links.delete_links(vm_taps)
             self.write_files()
+        await links.delete_links(ovs_devices)
 
     async def destroy_all(self) -> None:
         """Destroy every bridge of the table (``clear all``); the first error is raised."""
@@ -636,7 +644,7 @@ def bridges_of(state: NodeState) -> Bridges:
 async def _bridge_up(name: str) -> None:
     # a new bridge's local port is down; 2.8 brings it up (without promisc)
     try:
-        await asyncio.to_thread(_link_up, name)
+        await links.netlink(_link_up, name)
     except NetlinkError as err:
         raise CommandError(f"up interface failed: {os.strerror(err.code)}") from None
 

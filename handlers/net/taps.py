@@ -5,22 +5,27 @@ are persistent ``tuntap`` links that QEMU opens later; host taps are OVS
 internal ports (``ovs-vswitchd`` makes the device) that we bring up in
 promiscuous mode and give an address or a DHCP lease, as 2.8 does.
 
-pyroute2's synchronous ``IPRoute`` runs in a worker thread, one socket per
-call (it is not shared between threads); one call handles a whole batch of
-links, so 250 taps cost one thread hop, not 250.
+pyroute2's synchronous ``IPRoute`` cannot run on the event loop's thread (it
+drives an event loop of its own), so every netlink job runs on one dedicated
+worker thread, in order, one socket per job: many concurrent callers then
+queue instead of opening hundreds of netlink sockets at once. One job
+handles a whole batch of links, so 250 taps cost one hop, not 250.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -37,6 +42,14 @@ SYS_NET = Path("/sys/class/net")
 DHCP_TIMEOUT = 90.0
 #: Words no bridge or tap may be called (2.8's ``isReserved``: the wildcard).
 RESERVED = frozenset({"all"})
+
+_T = TypeVar("_T")
+_NETLINK = ThreadPoolExecutor(max_workers=1, thread_name_prefix="megabus-netlink")
+
+
+async def netlink(func: Callable[..., _T], *args: object) -> _T:
+    """Run a synchronous pyroute2 job on the netlink thread."""
+    return await asyncio.get_running_loop().run_in_executor(_NETLINK, func, *args)
 
 
 def check_name(name: str, what: str) -> None:
@@ -122,7 +135,7 @@ async def create_links(specs: Sequence[LinkSpec]) -> None:
     if not specs:
         return
     try:
-        await asyncio.to_thread(_create_links, specs)
+        await netlink(_create_links, specs)
     except NetlinkError as err:
         raise CommandError(f"create tap failed: {os.strerror(err.code)}") from None
     except ValueError as err:  # pyroute2's answer to a malformed MAC
@@ -139,6 +152,8 @@ def _delete_links(names: Sequence[str]) -> list[str]:
             try:
                 ipr.link("del", index=found[0])
             except NetlinkError as err:
+                if err.code == errno.ENODEV:
+                    continue  # gone meanwhile (ovs-vswitchd removing its own port)
                 logger.error("cannot delete link %s: %s", name, err)
                 failed.append(name)
     return failed
@@ -148,7 +163,7 @@ async def delete_links(names: Sequence[str]) -> list[str]:
     """Delete links that exist (missing ones are fine); returns the names that failed."""
     if not names:
         return []
-    return await asyncio.to_thread(_delete_links, list(names))
+    return await netlink(_delete_links, list(names))
 
 
 def _host_up(name: str, address: str | None) -> None:
@@ -168,7 +183,7 @@ def _host_up(name: str, address: str | None) -> None:
 async def host_tap_up(name: str) -> None:
     """``ip link set <tap> up promisc on``."""
     try:
-        await asyncio.to_thread(_host_up, name, None)
+        await netlink(_host_up, name, None)
     except NetlinkError as err:
         raise CommandError(f"up interface failed: {os.strerror(err.code)}") from None
 
@@ -184,7 +199,7 @@ async def add_address(name: str, address: str) -> None:
     except ValueError:
         raise CommandError(f'ip error: invalid address "{address}"') from None
     try:
-        await asyncio.to_thread(_host_up, name, address)
+        await netlink(_host_up, name, address)
     except NetlinkError as err:
         raise CommandError(f"ip error: {os.strerror(err.code)}") from None
 
