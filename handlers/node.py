@@ -89,6 +89,7 @@ async def default_dispatcher(settings: Settings, bus: Bus) -> AsyncIterator[Exec
     from megabus.handlers.shell import stop_background
     from megabus.handlers.state import NodeState
     from megabus.handlers.vlanstore import VlanStore
+    from megabus.handlers.vm import shutdown as shutdown_vms
 
     vlans = await VlanStore.open(bus, settings.vlan_bounds())
     try:
@@ -97,6 +98,9 @@ async def default_dispatcher(settings: Settings, bus: Bus) -> AsyncIterator[Exec
         try:
             yield Dispatcher(state, bus)
         finally:
+            # minimega tears its VMs down when it exits; recovery (a later
+            # issue) is for a node that was killed, not one that was stopped
+            await shutdown_vms(state.vms)
             logs.close()
     finally:
         await stop_background()

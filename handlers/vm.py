@@ -20,14 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from megabus.cli.language.command import LanguageError
 from megabus.cli.language.ranges import expand
-from megabus.handlers import vm_config
 from megabus.handlers.namespace import on_destroy
 from megabus.handlers.registry import CommandError, Result, command, on_clear_all
 from megabus.handlers.vmconf.config import VMConfig
 from megabus.handlers.vms import info
 from megabus.handlers.vms.kvm import KvmRuntime, go_json
 from megabus.handlers.vms.model import FLUSHABLE, KILLABLE, VM, QueuedVMs, VMState, VMType
-from megabus.handlers.vms.qemu_args import qemu_args
 from megabus.handlers.vms.table import WILDCARD, VMTable, go_atoi
 
 if TYPE_CHECKING:
@@ -383,22 +381,3 @@ async def shutdown(state_vms: VMTable) -> None:
     """Kill every QEMU of the node (node shutdown; VMs are not recovered yet)."""
     vms = list(state_vms.vms.values())
     await asyncio.gather(*(vm.runtime.close() for vm in vms if vm.runtime is not None))
-
-
-def qemu_line(cfg: VMConfig) -> list[str]:
-    """The qemu line ``vm config qemu-override`` shows (2.8: ID 0, no instance path).
-
-    Not installed at import yet: ``tests/test_vmconfig_handlers.py`` expects the
-    empty line; once it expects 2.8's line, ``vm_config.set_qemu_args_builder(qemu_line)``
-    belongs next to the finder below.
-    """
-    return qemu_args(cfg, 0, "", cfg.uuid)
-
-
-async def _clone_source(ctx: Context, name: str) -> VMConfig | None:
-    vm = table(ctx).find(ctx.namespace, name)
-    return vm.config.copy() if vm is not None else None
-
-
-# `vm config clone` copies a VM's config
-vm_config.set_vm_config_finder(_clone_source)

@@ -5,9 +5,8 @@ and the hand-written ones for disks, networks, bonds and qemu overrides), with
 2.8's outputs and error texts. The model lives in :mod:`megabus.handlers.vmconf`;
 the namespace's config is ``ctx.ns.vm_config``, its saved copies
 ``ctx.ns.saved_configs``.
-
-Two seams wait for the VM family: :data:`VM_CONFIG_FINDER` (``vm config clone``)
-and :data:`QEMU_ARGS_BUILDER` (the qemu line ``vm config qemu-override`` shows).
+``vm config clone`` copies from the node's VM table (``ctx.state.vms``);
+``vm config qemu-override`` shows the qemu line the VMs family builds.
 """
 
 from __future__ import annotations
@@ -33,30 +32,9 @@ from megabus.handlers.vmconf.config import (
 )
 from megabus.handlers.vmconf.diskspec import check_path, parse_diskspecs
 from megabus.handlers.vmconf.netspec import NetConfig, resolve_netspecs
+from megabus.handlers.vms.qemu_args import qemu_args
 
 logger = logging.getLogger(__name__)
-
-#: Finds a VM of the namespace by name or id and returns a copy of its config
-#: (only the parts of its kind, as 2.8's clone copies them), or None.
-VmConfigFinder = Callable[[Context, str], Awaitable[VMConfig | None]]
-#: Builds the qemu argument list (without the binary) for a config.
-QemuArgsBuilder = Callable[[VMConfig], list[str]]
-
-VM_CONFIG_FINDER: VmConfigFinder | None = None
-QEMU_ARGS_BUILDER: QemuArgsBuilder | None = None
-
-
-def set_vm_config_finder(finder: VmConfigFinder | None) -> None:
-    """Install the VM table's lookup for ``vm config clone``."""
-    global VM_CONFIG_FINDER
-    VM_CONFIG_FINDER = finder
-
-
-def set_qemu_args_builder(builder: QemuArgsBuilder | None) -> None:
-    """Install the qemu command-line builder for ``vm config qemu-override``."""
-    global QEMU_ARGS_BUILDER
-    QEMU_ARGS_BUILDER = builder
-
 
 # -- Go number parsing, with strconv's error texts -----------------------------
 
@@ -328,7 +306,7 @@ async def vm_config_qemu_override(ctx: Context, cmd: Command) -> Result:
     """List the overrides (with the qemu line before and after), or add one."""
     cfg = ctx.ns.vm_config
     if not cmd.string_args:
-        args = QEMU_ARGS_BUILDER(cfg) if QEMU_ARGS_BUILDER is not None else []
+        args = qemu_args(cfg, 0, "", cfg.uuid)  # 2.8 shows VM ID 0 and no instance path
         return ctx.respond(cfg.qemu_override_string(args))
     cfg.qemu_override.append(QemuOverride(match=cmd.arg("match"), repl=cmd.arg("replacement")))
     return None
@@ -367,10 +345,10 @@ async def vm_config(ctx: Context, cmd: Command) -> Result:
 
 
 async def _clone(ctx: Context, name: str) -> Result:
-    found = await VM_CONFIG_FINDER(ctx, name) if VM_CONFIG_FINDER is not None else None
-    if found is None:
+    vm = ctx.state.vms.find(ctx.namespace, name)
+    if vm is None:
         raise CommandError(f"vm not found: {name}")
-    cfg = found.copy()
+    cfg = vm.config.copy()
     # a new VM cannot share the UUID or the disk overlays
     cfg.uuid = ""
     for disk in cfg.disks:

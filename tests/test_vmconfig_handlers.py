@@ -25,6 +25,7 @@ from megabus.handlers.vlanstore import VlanStore
 from megabus.handlers.vmconf.bondspec import parse_bondspecs
 from megabus.handlers.vmconf.config import VMConfig
 from megabus.handlers.vmconf.netspec import resolve_netspecs
+from megabus.handlers.vms.model import VM, VMType
 
 COMPAT = COMPAT_DIR
 FLAGS = Flags(annotate=False)
@@ -295,24 +296,28 @@ async def test_restore_lists_saved_configs(shell: Shell) -> None:
     assert shell.config.memory == 2048
 
 
-async def test_clone_through_the_vm_table_seam(shell: Shell) -> None:
+async def test_clone_copies_a_vm_of_the_namespace(shell: Shell) -> None:
     source = VMConfig(uuid="u1", memory=512)
     source.networks = await resolve_netspecs(["A,qinq"], frozenset(), _fixed)
     source.bonds = parse_bondspecs(["0,1,balance-slb"])
-
-    async def finder(ctx: Context, name: str) -> VMConfig | None:
-        return source.copy() if name == "vm1" else None
-
-    vm_config.set_vm_config_finder(finder)
-    try:
-        assert await shell.out("vm config clone vm1") == ""
-    finally:
-        vm_config.set_vm_config_finder(None)
+    vm = VM(
+        id=7,
+        name="vm1",
+        namespace="minimega",
+        type=VMType.KVM,
+        config=source,
+        uuid="u1",
+        instance_path="/nonexistent/7",
+    )
+    shell.state.vms.add(vm)
+    assert await shell.out("vm config clone vm1") == ""
     assert shell.config.uuid == ""
     assert shell.config.memory == 512
     assert await shell.out("vm config net") == "[A,qinq]\n"
     assert shell.config.networks[0].vlan == 101
     assert await shell.out("vm config bonds") == "[0,1,balance-slb]\n"
+    errs = [r.error for r in await shell.responses("vm config clone nosuch")]
+    assert errs == ["vm not found: nosuch"]
 
 
 async def _fixed(text: str) -> int:
@@ -320,17 +325,25 @@ async def _fixed(text: str) -> int:
 
 
 async def test_qemu_override_list_and_add(shell: Shell) -> None:
+    # 2.8's real line for a default VM, before and after an override
+    line = (
+        "-name 0 -m 2048 -nographic -vnc unix:vnc -smp 1 -qmp unix:qmp,server=on -vga std "
+        "-rtc clock=vm,base=utc -usb -device qemu-xhci,id=xhci -device usb-tablet,bus=usb-bus.0 "
+        "-pidfile qemu.pid -k en-us -cpu host -net none -S -drive media=cdrom "
+        "-device pci-bridge,id=pci.1,chassis_nr=1 "
+        "-device virtio-serial-pci,id=virtio-serial0,bus=pci.1,addr=0x1 "
+        "-chardev socket,id=charvserialCC,path=cc,server=on,wait=off "
+        "-device virtserialport,bus=virtio-serial0.0,chardev=charvserialCC,"
+        "id=charvserialCC,name=cc -uuid"
+    )
     assert await shell.out("vm config qemu-override") == (
-        "id\tmatch\treplacement\n\nBefore overrides:\n\n\nAfter overrides:\n"
+        f"id\tmatch\treplacement\n\nBefore overrides:\n{line}\n\nAfter overrides:\n{line}\n"
     )
     await shell.out('vm config qemu-override "-m 2048" "-m 4096"')
-    vm_config.set_qemu_args_builder(lambda cfg: ["-m", str(cfg.memory)])
-    try:
-        assert await shell.out("vm config qemu-override") == (
-            'id\tmatch\treplacement\n0\t"-m 2048"\t"-m 4096"\n'
-            "\nBefore overrides:\n-m 2048\n\nAfter overrides:\n-m 4096\n"
-        )
-    finally:
-        vm_config.set_qemu_args_builder(None)
+    after = line.replace("-m 2048", "-m 4096")
+    assert await shell.out("vm config qemu-override") == (
+        'id\tmatch\treplacement\n0\t"-m 2048"\t"-m 4096"\n'
+        f"\nBefore overrides:\n{line}\n\nAfter overrides:\n{after}\n"
+    )
     await shell.out("clear vm config qemu-override")
     assert shell.config.qemu_override == []

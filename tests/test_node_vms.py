@@ -1,0 +1,38 @@
+"""A node that is stopped takes its VMs down with it, as minimega does on exit."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from megabus.bus.connection import Bus
+from megabus.config.settings import Settings
+from megabus.handlers.node import Node
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_stopping_the_node_kills_its_qemu_processes(nats_url: str, tmp_path: Path) -> None:
+    node = Node(Settings(name="n1", nats=[nats_url], base=str(tmp_path / "base")))
+    await node.start()
+    try:
+        client = await Bus.connect([nats_url], name="client")
+        try:
+            replies = await client.command("n1", "vm launch kvm guest[0-1]")
+            assert [r.error for rep in replies for r in rep.responses if r.error] == []
+            replies = await client.command("n1", ".columns pid .annotate false vm info")
+            rows = replies[-1].responses[0].tabular or []
+            pids = [int(row[0]) for row in rows]
+        finally:
+            await client.close()
+        assert len(pids) == 2
+        assert all(alive(pid) for pid in pids)
+    finally:
+        await node.stop()
+    assert not any(alive(pid) for pid in pids)
