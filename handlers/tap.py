@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from megabus.handlers.namespace import on_destroy
 from megabus.handlers.net import taps as links
 from megabus.handlers.net.bridges import bridges_of
 from megabus.handlers.registry import CommandError, Result, command, on_clear_all
@@ -205,3 +206,10 @@ async def _clear_all(ctx: Context) -> None:
     # after the VMs (their taps go with them), before the bridges (order 70)
     await delete_mirrors(ctx, WILDCARD)
     await delete_host_taps(ctx, WILDCARD)
+
+
+@on_destroy(50)
+async def _namespace_destroyed(ctx: Context, namespace: str) -> None:
+    # 2.8 deletes a namespace's host taps when the namespace goes (after its VMs)
+    net = bridges_of(ctx.state)
+    await net.destroy_taps([t.name for t in net.host_taps(namespace)])

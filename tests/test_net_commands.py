@@ -220,3 +220,14 @@ async def test_vm_tap_api_with_qinq(net: Bridges, switch: Switch) -> None:
     assert not link_exists(plain)
     assert not link_exists(outer)
     assert await switch.list_ports(br) == []
+
+
+async def test_clearing_a_namespace_deletes_its_host_taps(node: MiniNode, net: Bridges) -> None:
+    br, mine, other = unique("mbb"), unique("mbt"), unique("mbt")
+    assert await node.errors(f"namespace foo tap create 5 bridge {br} name {mine}") == []
+    assert await node.errors(f"namespace bar tap create 5 bridge {br} name {other}") == []
+    assert await node.errors("clear namespace foo") == []
+    assert not link_exists(mine)
+    assert link_exists(other)
+    assert await node.errors("clear namespace bar") == []
+    assert not link_exists(other)

@@ -342,7 +342,7 @@ class KvmRuntime:
         except ExecuteError as err:
             raise CommandError(str(err)) from err
         except (QMPError, OSError, TimeoutError) as err:
-            raise CommandError(f"qmp {cmd}: {err or type(err).__name__}") from err
+            raise CommandError(f"qmp {cmd}: {str(err) or type(err).__name__}") from err
 
     async def hmp(self, line: str) -> str:
         """Run a human monitor command through QMP; its output is the error when not empty."""
