@@ -84,23 +84,33 @@ async def default_dispatcher(settings: Settings, bus: Bus) -> AsyncIterator[Exec
     """The real dispatcher over a fresh :class:`NodeState`."""
     # Imported here so that this module (and nodes in tests that bring their
     # own executor) load without the command families.
+    from megabus.handlers import registry
     from megabus.handlers.dispatch import Dispatcher
     from megabus.handlers.log import setup_logging
+    from megabus.handlers.registry import NodeHook
     from megabus.handlers.shell import stop_background
     from megabus.handlers.state import NodeState
     from megabus.handlers.vlanstore import VlanStore
-    from megabus.handlers.vm import shutdown as shutdown_vms
 
     vlans = await VlanStore.open(bus, settings.vlan_bounds())
     try:
         state = NodeState(settings=settings, vlans=vlans)
         logs = setup_logging(state)
+        dispatcher = Dispatcher(state, bus)  # imports the families: their hooks exist now
+        started: list[NodeHook] = []
         try:
-            yield Dispatcher(state, bus)
+            for _order, hook in sorted(registry.NODE_START, key=lambda h: h[0]):
+                await hook(state, bus)
+                started.append(hook)
+            yield dispatcher
         finally:
-            # minimega tears its VMs down when it exits; recovery (a later
-            # issue) is for a node that was killed, not one that was stopped
-            await shutdown_vms(state.vms)
+            # minimega tears its VMs down when it exits (a VM hook); recovery
+            # is for a node that was killed, not one that was stopped
+            for _order, hook in sorted(registry.NODE_STOP, key=lambda h: h[0]):
+                try:
+                    await hook(state, bus)
+                except Exception:
+                    logger.exception("node stop hook %s failed", hook.__qualname__)
             logs.close()
     finally:
         await stop_background()

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Literal
 from megabus.bus.messages import Response
 
 if TYPE_CHECKING:
+    from megabus.bus.connection import Bus
     from megabus.cli.language.command import Command
     from megabus.handlers.context import Context
+    from megabus.handlers.state import NodeState
 
 #: How a command spreads over the cluster (minimega 2.8 section 1.4):
 #: ``simple`` runs on the node that got it; ``broadcast`` runs on every host
@@ -27,6 +29,8 @@ Kind = Literal["simple", "broadcast", "vmtarget"]
 Result = Response | list[Response] | None
 HandlerFunc = Callable[["Context", "Command"], Awaitable[Result]]
 ClearHook = Callable[["Context"], Awaitable[None]]
+#: Runs when a node starts serving (after its state exists) or stops.
+NodeHook = Callable[["NodeState", "Bus"], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,8 @@ class Handler:
 
 HANDLERS: list[Handler] = []
 CLEAR_ALL: list[tuple[int, ClearHook]] = []
+NODE_START: list[tuple[int, NodeHook]] = []
+NODE_STOP: list[tuple[int, NodeHook]] = []
 
 
 def command(
@@ -74,6 +80,30 @@ def on_clear_all(order: int = 50) -> Callable[[ClearHook], ClearHook]:
 
     def deco(func: ClearHook) -> ClearHook:
         CLEAR_ALL.append((order, func))
+        return func
+
+    return deco
+
+
+def on_node_start(order: int = 50) -> Callable[[NodeHook], NodeHook]:
+    """Register a hook run when a node starts (lower ``order`` first).
+
+    For families with something that lives as long as the node: a listener,
+    a watcher, recovery of what a killed node left running.
+    """
+
+    def deco(func: NodeHook) -> NodeHook:
+        NODE_START.append((order, func))
+        return func
+
+    return deco
+
+
+def on_node_stop(order: int = 50) -> Callable[[NodeHook], NodeHook]:
+    """Register a hook run when a node stops (lower ``order`` first)."""
+
+    def deco(func: NodeHook) -> NodeHook:
+        NODE_STOP.append((order, func))
         return func
 
     return deco

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from megabus.cli.language.command import LanguageError
 from megabus.cli.language.ranges import expand
 from megabus.handlers.namespace import on_destroy
-from megabus.handlers.registry import CommandError, Result, command, on_clear_all
+from megabus.handlers.registry import CommandError, Result, command, on_clear_all, on_node_stop
 from megabus.handlers.vmconf.config import VMConfig
 from megabus.handlers.vms import info
 from megabus.handlers.vms.kvm import KvmRuntime, go_json
@@ -29,8 +29,10 @@ from megabus.handlers.vms.model import FLUSHABLE, KILLABLE, VM, QueuedVMs, VMSta
 from megabus.handlers.vms.table import WILDCARD, VMTable, go_atoi
 
 if TYPE_CHECKING:
+    from megabus.bus.connection import Bus
     from megabus.cli.language.command import Command
     from megabus.handlers.context import Context
+    from megabus.handlers.state import NodeState
 
 logger = logging.getLogger(__name__)
 
@@ -377,7 +379,8 @@ async def _clear_all(ctx: Context) -> None:
         ns.vm_queue.clear()
 
 
-async def shutdown(state_vms: VMTable) -> None:
+@on_node_stop(10)
+async def shutdown(state: NodeState, bus: Bus) -> None:
     """Kill every QEMU of the node (node shutdown; VMs are not recovered yet)."""
-    vms = list(state_vms.vms.values())
+    vms = list(state.vms.vms.values())
     await asyncio.gather(*(vm.runtime.close() for vm in vms if vm.runtime is not None))

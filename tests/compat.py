@@ -26,12 +26,14 @@ import argparse
 import asyncio
 import contextlib
 import difflib
+import fcntl
 import os
 import re
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import IO
 
 from megabus.bus.connection import Bus
 from megabus.bus.messages import CommandReply, CommandRequest, ErrorReply
@@ -155,12 +157,25 @@ async def compat_node(nats_url: str) -> AsyncIterator[Bus]:
     """A node named ``compat`` with base ``/tmp/minimega`` on ``nats_url``; yields a client Bus."""
     os.environ[IMAGES_VAR] = str(IMAGES_DIR)
     await asyncio.to_thread(IMAGES_DIR.mkdir, parents=True, exist_ok=True)
-    async with running_node(nats_url, name=NODE, base=BASE):
-        bus = await Bus.connect([nats_url], name="minitest")
-        try:
-            yield bus
-        finally:
-            await bus.close()
+    # The scripts' outputs name /tmp/minimega, so every compat node on this
+    # machine shares that base: take turns (another test run may be going on).
+    lock = await asyncio.to_thread(_lock_base)
+    try:
+        async with running_node(nats_url, name=NODE, base=BASE):
+            bus = await Bus.connect([nats_url], name="minitest")
+            try:
+                yield bus
+            finally:
+                await bus.close()
+    finally:
+        lock.close()
+
+
+def _lock_base() -> IO[bytes]:
+    """An exclusive lock on the shared base, held until the file is closed."""
+    fh = open(f"{BASE}.lock", "wb")  # noqa: SIM115 (held open while the node runs)
+    fcntl.flock(fh, fcntl.LOCK_EX)
+    return fh
 
 
 async def _main(names: list[str], show_diff: bool) -> int:
