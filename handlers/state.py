@@ -20,6 +20,7 @@ from megabus.handlers.vms.model import QueuedVMs
 from megabus.handlers.vms.table import VMTable
 
 if TYPE_CHECKING:
+    from megabus.bus.membership import Membership
     from megabus.handlers.vlanstore import VlanStore
 
 DEFAULT_NAMESPACE = "minimega"
@@ -42,6 +43,15 @@ class Namespace:
     vm_queue: list[QueuedVMs] = field(default_factory=list)
     #: ``ns queueing``: ``vm launch <names>`` only queues; ``vm launch`` launches.
     queueing: bool = False
+    #: ``hosts`` holds the namespace's own choice (set on first use from the
+    #: live nodes, 2.8's rule); until then an empty ``hosts`` means this node.
+    hosts_set: bool = False
+    #: ``ns load``: how the scheduler ranks hosts (cpucommit, memcommit, netcommit).
+    host_sort_by: str = "cpucommit"
+    #: ``ns schedule dry-run``'s placement, host -> queued VMs; the next schedule uses it.
+    assignment: dict[str, list[QueuedVMs]] | None = None
+    #: ``ns schedule status`` rows, one per scheduler run (scheduler's own records).
+    schedule_stats: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -67,6 +77,10 @@ class NodeState:
     extra: dict[str, Any] = field(default_factory=dict)
     #: The node's VMs across namespaces (IDs, ``vm-<n>`` counters).
     vms: VMTable = field(default_factory=VMTable)
+    #: Who is alive in the cluster (heartbeats); set while the node runs.
+    membership: Membership | None = None
+    #: ``mesh timeout``: seconds a fan-out waits in all; 0 means no overall deadline.
+    mesh_timeout: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.name:
