@@ -50,6 +50,8 @@ FAMILIES = (
     "disk",
     "tap",
     "bridge",
+    "meshlog",
+    "file",
 )
 
 Emit = Callable[[list[Response]], Awaitable[None]]
