@@ -8,6 +8,7 @@ Forms::
     megabus [flags] read FILE         run each line of FILE as a command
     megabus [flags] events [kinds]    print bus events as JSON lines
     megabus [flags] status            live view of nodes, status and logs
+    megabus lognode -dir D [flags]    write every node's log records to D/<node>.log
 
 Flags follow Go's ``flag`` package, as minimega's do: ``-x`` and ``--x`` are
 the same, values go as ``-x v`` or ``-x=v``, and parsing stops at the first
@@ -39,6 +40,8 @@ usage: megabus node [flags]                 run a node
        megabus [flags] events [KIND...]     print bus messages as JSON lines
                                             (KIND: event status log vlans hb)
        megabus [flags] status               live view of nodes, status, logs
+       megabus lognode -dir DIR [-max-bytes N] [-backups K] [flags]
+                                            write each node's log records to DIR/<node>.log
 
 client flags:
   -nats URL[,URL]   NATS servers (env MEGABUS_NATS; default: <base>/megabus.json,
@@ -276,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: list[str]) -> int:
     if args and args[0] == "node":
         return _run_node(args[1:])
+    if args and args[0] == "lognode":
+        _configure_logging(os.environ.get("MEGABUS_LEVEL", "error"), "", True)
+        from megabus.cli.lognode import run_lognode
+
+        return run_lognode(args[1:])
     flags, rest = parse_flags(args, CLIENT_FLAGS)
     if flags.get("help"):
         sys.stdout.write(USAGE)
