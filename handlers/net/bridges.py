@@ -40,6 +40,7 @@ from megabus.handlers.net.ovs import OvsError, Switch, get_switch
 from megabus.handlers.registry import CommandError
 
 if TYPE_CHECKING:
+    from megabus.config.settings import Settings
     from megabus.handlers.state import NodeState
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ class Tap:
     namespace: str = ""
     #: The bond the tap belongs to, if any.
     bond: str = ""
+    #: ``qos add`` settings of the tap (see :mod:`.qos`), in the order given.
+    qos: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -130,6 +133,9 @@ class Bridges:
         self._bridges: dict[str, Bridge] = {}
         self._making: dict[str, asyncio.Future[Bridge]] = {}
         self.names = links.TapNames()
+        #: VM taps taken off their bridge (``vm net disconnect``): the link is
+        #: still ours and QEMU still holds it, so it waits here for a reconnect.
+        self.detached: dict[str, Tap] = {}
 
     async def switch(self) -> Switch:
         """The switch, or a clear error when Open vSwitch is not running."""
@@ -159,6 +165,14 @@ class Bridges:
             if tap is not None:
                 return tap
         raise CommandError("unknown tap")
+
+    def any_tap(self, name: str) -> Tap | None:
+        """The VM or host tap ``name``, on a bridge or detached, or None."""
+        for br in self._bridges.values():
+            tap = br.taps.get(name)
+            if tap is not None:
+                return tap
+        return self.detached.get(name)
 
     def host_taps(self, namespace: str | None = None) -> list[Tap]:
         """Host taps (of ``namespace`` when given), by bridge and name."""
@@ -220,6 +234,8 @@ class Bridges:
         for br in self._bridges.values():
             if name in br.taps:
                 raise CommandError("tap already on bridge")
+        if name in self.detached:
+            raise CommandError("tap already on bridge")
 
     async def create_tap(
         self,
@@ -314,6 +330,67 @@ class Bridges:
             self._forget([tap])
             raise CommandError(f"add port failed: {err}") from None
 
+    async def connect_tap(self, name: str, bridge: str, vlan: int, *, qinq: bool = False) -> None:
+        """Move a VM tap (on a bridge or detached) to ``bridge`` in ``vlan`` (``vm net connect``).
+
+        One OVS transaction: the old port goes and the new one comes, so a
+        failure leaves the tap where it was.
+
+        Raises:
+            CommandError: a bad bridge name, ``unknown tap``, a bonded tap, or OVS refused.
+        """
+        links.check_name(bridge or self.default, "bridge")
+        br = await self.get(bridge)
+        old = self.any_tap(name)
+        if old is None:
+            raise CommandError("unknown tap")
+        if old.bond:
+            raise CommandError(f"tap {name} is part of bond {old.bond}: clear the bond first")
+        new = Tap(
+            name, br.name, vlan, old.mac, host=old.host, qinq=qinq,
+            namespace=old.namespace, qos=old.qos,
+        )  # fmt: skip
+        self._unplace(old)
+        br.taps[name] = new
+        try:
+            switch = await self.switch()
+            await switch.transact(port_commands(br.name, name, vlan, host=old.host, qinq=qinq))
+        except (OvsError, CommandError) as err:
+            self._unplace(new)
+            self._place(old)
+            raise CommandError(f"add port failed: {err}") from None
+        self.write_files()
+
+    async def disconnect_tap(self, name: str) -> None:
+        """Take a VM tap off its bridge, keeping the link (``vm net disconnect``).
+
+        Raises:
+            CommandError: ``unknown tap``, a bonded tap, or OVS refused.
+        """
+        tap = self.find_tap(name)
+        if tap.bond:
+            raise CommandError(f"tap {name} is part of bond {tap.bond}: clear the bond first")
+        self._unplace(tap)
+        self.detached[name] = tap
+        try:
+            switch = await self.switch()
+            await switch.transact([["--if-exists", "del-port", tap.bridge, name]])
+        except (OvsError, CommandError) as err:
+            self._unplace(tap)
+            self._place(tap)
+            raise CommandError(f"remove port failed: {err}") from None
+        self.write_files()
+
+    def _place(self, tap: Tap) -> None:
+        br = self._bridges.get(tap.bridge)
+        if br is not None:
+            br.taps[tap.name] = tap
+
+    def _unplace(self, tap: Tap) -> None:
+        if self.detached.get(tap.name) is tap:
+            del self.detached[tap.name]
+        self._forget([tap])
+
     def _forget(self, taps: Iterable[Tap]) -> None:
         for t in taps:
             br = self._bridges.get(t.bridge)
@@ -367,9 +444,17 @@ class Bridges:
             CommandError: OVS refused (``remove port failed: ...``).
         """
         doomed: list[Tap] = []
+        loose: list[str] = []
         for name in dict.fromkeys(names):
+            if name in self.detached:
+                del self.detached[name]
+                loose.append(name)
+                continue
             with contextlib.suppress(CommandError):
                 doomed.append(self.find_tap(name))
+        failed = await links.delete_links(loose)
+        if failed:
+            raise CommandError(f"destroy tap failed: zombie taps: {' '.join(failed)}")
         if not doomed:
             return
         # leave the table first: a concurrent create may reuse the name at once
@@ -600,6 +685,8 @@ class Bridges:
     async def destroy_all(self) -> None:
         """Destroy every bridge of the table (``clear all``); the first error is raised."""
         first: CommandError | None = None
+        loose, self.detached = list(self.detached), {}
+        await links.delete_links(loose)
         for name in sorted(self._bridges):
             try:
                 await self.destroy_bridge(name)
@@ -631,12 +718,28 @@ class Bridges:
             logger.warning("cannot write bridge files in %s: %s", self.base, err)
 
 
+#: id(settings) -> (settings, table): the KVM tap hooks get a VM, whose runtime
+#: knows the node's settings but not its state. The settings object is held so
+#: its id is never reused while the entry exists.
+_BY_SETTINGS: dict[int, tuple[object, Bridges]] = {}
+
+
+def bridges_for(settings: Settings) -> Bridges:
+    """The bridge table of the node whose settings these are (made on first use)."""
+    entry = _BY_SETTINGS.get(id(settings))
+    if entry is not None and entry[0] is settings:
+        return entry[1]
+    net = Bridges()
+    net.base = Path(settings.base)
+    _BY_SETTINGS[id(settings)] = (settings, net)
+    return net
+
+
 def bridges_of(state: NodeState) -> Bridges:
     """The node's bridge table (made on first use; its files go under ``-base``)."""
     net = state.extra.get("net")
     if not isinstance(net, Bridges):
-        net = Bridges()
-        net.base = Path(state.settings.base)
+        net = bridges_for(state.settings)
         state.extra["net"] = net
     return net
 
