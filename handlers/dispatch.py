@@ -50,6 +50,7 @@ FAMILIES = (
     "disk",
     "tap",
     "bridge",
+    "vm_net",
     "meshlog",
     "file",
 )
