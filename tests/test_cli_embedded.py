@@ -1,0 +1,68 @@
+"""The README's first command: a node with its own NATS server, then `megabus -e`.
+
+Runs `megabus node` as a user would, with no NATS URL, so the node starts the
+embedded nats-server; the one-shot client finds the node through the base
+directory alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from natsd import free_port
+
+MEGABUS = str(Path(sys.executable).parent / "megabus")
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def run(*args: str) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEGABUS_")}
+    proc = await asyncio.create_subprocess_exec(
+        MEGABUS, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_a_node_with_an_embedded_server_serves_one_shot_commands(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEGABUS_")}
+    node = await asyncio.create_subprocess_exec(
+        MEGABUS, "node", "-name", "solo", "-base", str(base), "-nats-port", str(port),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        info = base / "megabus.json"
+        async with asyncio.timeout(30):
+            while not info.exists():
+                assert node.returncode is None, "the node exited during start-up"
+                await asyncio.sleep(0.1)
+        assert json.loads(info.read_text())["nats_url"].endswith(f":{port}")
+        assert listening(port)
+
+        rc, out, err = await run("-base", str(base), "-e", "vlans", "add", "web", "200")
+        assert (rc, out, err) == (0, "", "")
+        rc, out, err = await run("-base", str(base), "-e", ".annotate", "false", "vlans")
+        assert (rc, err) == (0, "")
+        assert out == "alias | vlan\nweb   | 200\n"
+        rc, out, err = await run("-base", str(base), "-e", "vlans", "add", "web", "201")
+        assert (rc, out, err) == (1, "", "Error (solo): alias already in use\n")
+    finally:
+        node.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            await node.wait()
+    assert node.returncode == 0
+    assert not info.exists()
+    assert not listening(port)  # the embedded server went with the node
