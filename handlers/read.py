@@ -15,6 +15,7 @@ import os
 from typing import TYPE_CHECKING
 
 from megabus.cli.language.command import Command, LanguageError
+from megabus.handlers.progress import progress
 from megabus.handlers.registry import CommandError, Result, command
 from megabus.handlers.shell import go_errno_text
 
@@ -94,25 +95,28 @@ async def read(ctx: Context, cmd: Command) -> Result:
     except OSError as err:
         raise CommandError(f"open {path}: {go_errno_text(err)}") from None
     namespace = ctx.namespace
-    for number, line in enumerate(lines, start=1):
-        try:
-            compiled = _compile(line)
-        except LanguageError as err:
-            raise CommandError(f"{os.path.basename(path)}:{number} {err}") from None
-        if compiled is None:
-            if not check and line.strip().startswith("#"):
-                await ctx.run_line(line, namespace)  # comments are recorded
-            continue
-        if any(c.pattern.startswith("read ") for c in _chain(compiled)):
-            raise CommandError(
-                f"{os.path.basename(path)}:{number} cannot run nested `read` commands"
-            )
-        if check:
-            continue
-        switch = _switches_to(compiled)
-        for batch in await ctx.run_line(line, namespace):
-            await ctx.emit(batch)
-        if switch:
-            logger.info("read switching to namespace `%s`", switch)
-            namespace = switch
+    name = os.path.basename(path)
+    async with progress(ctx, "read") as report:
+        for number, line in enumerate(lines, start=1):
+            report.update(f"{name}: line {number} of {len(lines)}", number / len(lines))
+            try:
+                compiled = _compile(line)
+            except LanguageError as err:
+                raise CommandError(f"{os.path.basename(path)}:{number} {err}") from None
+            if compiled is None:
+                if not check and line.strip().startswith("#"):
+                    await ctx.run_line(line, namespace)  # comments are recorded
+                continue
+            if any(c.pattern.startswith("read ") for c in _chain(compiled)):
+                raise CommandError(
+                    f"{os.path.basename(path)}:{number} cannot run nested `read` commands"
+                )
+            if check:
+                continue
+            switch = _switches_to(compiled)
+            for batch in await ctx.run_line(line, namespace):
+                await ctx.emit(batch)
+            if switch:
+                logger.info("read switching to namespace `%s`", switch)
+                namespace = switch
     return None
