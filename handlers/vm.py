@@ -11,6 +11,7 @@ The VMs themselves live in :mod:`megabus.handlers.vms`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from megabus.cli.language.ranges import expand
 from megabus.handlers.namespace import on_destroy
 from megabus.handlers.registry import CommandError, Result, command, on_clear_all, on_node_stop
 from megabus.handlers.vmconf.config import VMConfig
-from megabus.handlers.vms import info
+from megabus.handlers.vms import devices, info, screenshot, snapshot, top
 from megabus.handlers.vms.kvm import KvmRuntime, go_json
 from megabus.handlers.vms.model import FLUSHABLE, KILLABLE, VM, QueuedVMs, VMState, VMType
 from megabus.handlers.vms.table import WILDCARD, VMTable, go_atoi
@@ -356,6 +357,202 @@ async def vm_qmp(ctx: Context, cmd: Command) -> Result:
     except CommandError as err:
         raise CommandError(f"qmp: {err}") from None
     return ctx.respond(go_json({"return": result}))
+
+
+# -- KVM commands: top, screenshot, cdrom, hotplug, migrate, snapshot -------------------------
+
+
+def go_atoi_arg(text: str) -> int:
+    """``strconv.Atoi`` with Go's error text."""
+    n = go_atoi(text)
+    if n is None:
+        raise CommandError(f'strconv.Atoi: parsing "{text}": invalid syntax')
+    return n
+
+
+def _stat(path: str) -> None:
+    """2.8 checks that a file exists before handing it to QEMU."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        raise CommandError(f"stat {path}: {(err.strerror or str(err)).lower()}") from None
+
+
+def kvm_runtimes(ctx: Context) -> list[KvmRuntime]:
+    """The runtimes of the namespace's KVM VMs on this node, by ID."""
+    return [
+        vm.runtime
+        for vm in table(ctx).in_namespace(ctx.namespace)
+        if vm.type is VMType.KVM and isinstance(vm.runtime, KvmRuntime)
+    ]
+
+
+@command("vm top [duration]", short="view vm resource utilization", kind="broadcast")
+async def vm_top(ctx: Context, cmd: Command) -> Result:
+    """Host resources used by each VM over a window (1 s by default)."""
+    seconds = go_atoi_arg(cmd.arg("duration")) if cmd.arg("duration") else 1
+    if seconds < 0:
+        raise CommandError(f"invalid duration: {seconds}")
+    rows = await top.top(table(ctx).in_namespace(ctx.namespace), float(seconds))
+    return ctx.table(list(top.HEADER), rows)
+
+
+@command(
+    "vm screenshot <vm name> [maximum dimension]",
+    "vm screenshot <vm name> file <filename> [maximum dimension]",
+    short="take a screenshot of a running vm",
+    kind="vmtarget",
+)
+async def vm_screenshot(ctx: Context, cmd: Command) -> Result:
+    """QMP ``screendump`` as a PNG in ``<base>/<id>/screenshot.png`` or the file given."""
+    maximum = go_atoi_arg(cmd.arg("maximum")) if cmd.arg("maximum") else 0
+    vm = find_kvm(ctx, cmd.arg("vm"))
+    if not vm.state & VMState.RUNNING:
+        raise CommandError(f"vm not running: {vm.id}")
+    runtime: KvmRuntime = vm.runtime
+    ppm = runtime.file(f"screenshot-{uuidlib.uuid4().hex}.ppm")
+    await runtime.execute("screendump", {"filename": ppm})
+
+    def convert() -> bytes:
+        try:
+            with open(ppm, "rb") as f:
+                return screenshot.ppm_to_png(f.read(), maximum)
+        finally:
+            os.unlink(ppm)
+
+    try:
+        png = await asyncio.to_thread(convert)
+    except (OSError, screenshot.PPMError) as err:
+        raise CommandError(f"screenshot: {err}") from None
+    dst = cmd.arg("filename") or runtime.file("screenshot.png")
+
+    def write() -> None:
+        with open(dst, "wb") as f:
+            f.write(png)
+
+    try:
+        await asyncio.to_thread(write)
+    except OSError as err:
+        raise CommandError(f"open {dst}: {(err.strerror or str(err)).lower()}") from None
+    resp = ctx.respond()
+    resp.data = base64.b64encode(png).decode()
+    return resp
+
+
+@command(
+    "vm cdrom <eject,> <vm target> [force,]",
+    "vm cdrom <change,> <vm target> <path> [force,]",
+    short="eject or change an active VM's cdrom",
+    kind="vmtarget",
+)
+async def vm_cdrom(ctx: Context, cmd: Command) -> Result:
+    """Eject the cdrom or put another image in it (drive ``ide0-cd0``)."""
+    force = cmd.flag("force")
+    path = cmd.arg("path")
+    if cmd.flag("change"):
+        await asyncio.to_thread(_stat, path)
+
+    async def apply(vm: VM, wild: bool) -> bool:
+        if vm.type is not VMType.KVM:
+            return False
+        if path:
+            await devices.change_cd(vm.runtime, path, force)
+            return True
+        try:
+            await devices.eject_cd(vm.runtime, force)
+        except CommandError as err:
+            # with several targets, an empty drive is not an error
+            if not (wild and str(err) == devices.NO_CDROM):
+                raise
+        return True
+
+    await table(ctx).apply(ctx.namespace, cmd.arg("vm"), apply)
+    return None
+
+
+@command(
+    "vm hotplug",
+    "vm hotplug <add,> <vm target> <filename> [version]",
+    "vm hotplug <add,> <vm target> <filename> serial <serial> [version]",
+    "vm hotplug <remove,> <vm target> <disk id or all>",
+    short="add and remove USB drives",
+    kind="vmtarget",
+)
+async def vm_hotplug(ctx: Context, cmd: Command) -> Result:
+    """List, add or remove USB drives of KVM VMs."""
+    target = cmd.arg("vm")
+    if cmd.flag("add"):
+        path = cmd.arg("filename")
+        await asyncio.to_thread(_stat, path)
+        version, serial = cmd.arg("version"), cmd.arg("serial")
+
+        async def add(vm: VM, wild: bool) -> bool:
+            if vm.type is not VMType.KVM:
+                return False
+            await devices.hotplug_add(vm.runtime, path, version, serial)
+            return True
+
+        await table(ctx).apply(ctx.namespace, target, add)
+        return None
+    if cmd.flag("remove"):
+        disk = cmd.arg("disk")
+        n = go_atoi(disk)
+        if n is None and disk != WILDCARD:
+            raise CommandError(f"invalid disk: `{disk}`")
+        quiet = devices.NO_HOTPLUG if n is None else devices.NO_SUCH_HOTPLUG
+
+        async def remove(vm: VM, wild: bool) -> bool:
+            if vm.type is not VMType.KVM:
+                return False
+            try:
+                await devices.hotplug_remove(vm.runtime, n)
+            except CommandError as err:
+                if not (wild and str(err) == quiet):
+                    raise
+            return True
+
+        await table(ctx).apply(ctx.namespace, target, remove)
+        return None
+    rows = [[r.vm.name, str(k), f, v] for r in kvm_runtimes(ctx) for k, (f, v) in r.hotplug.items()]
+    return ctx.table(["name", "id", "file", "version"], rows)
+
+
+@command(
+    "vm migrate",
+    "vm migrate <vm name> <filename>",
+    short="write VM state to disk",
+    kind="vmtarget",
+)
+async def vm_migrate(ctx: Context, cmd: Command) -> Result:
+    """Save a VM's state to a file (files directory), or list migrations."""
+    if "vm" not in cmd.string_args:
+        return ctx.table(snapshot.STATUS_HEADER, await snapshot.status_rows(kvm_runtimes(ctx)))
+    vm = find_kvm(ctx, cmd.arg("vm"))
+    dst = snapshot.resolve(ctx.state.settings.files_dir, cmd.arg("filename"))
+    runtime: KvmRuntime = vm.runtime
+    async with runtime.lock:
+        await snapshot.migrate(runtime, dst)
+    return None
+
+
+@command(
+    "vm snapshot",
+    "vm snapshot <vm name> <state filename> <disk filename>",
+    short="write VM state and disk to files",
+    kind="vmtarget",
+)
+async def vm_snapshot(ctx: Context, cmd: Command) -> Result:
+    """Save a VM's disks and state (files directory), or list snapshots in flight."""
+    if "vm" not in cmd.string_args:
+        return ctx.table(snapshot.STATUS_HEADER, await snapshot.status_rows(kvm_runtimes(ctx)))
+    vm = find_kvm(ctx, cmd.arg("vm"))
+    files = ctx.state.settings.files_dir
+    await snapshot.snapshot(
+        vm.runtime,
+        snapshot.resolve(files, cmd.arg("state")),
+        snapshot.resolve(files, cmd.arg("disk")),
+    )
+    return None
 
 
 # -- namespace and node cleanup --------------------------------------------------------------
