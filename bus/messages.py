@@ -191,6 +191,35 @@ class Event(Message, tag="megabus.event.v1", kw_only=True):
     ts: float = 0.0
 
 
+# --- scheduler ------------------------------------------------------------------
+
+
+class LaunchRequest(Message, tag="megabus.sched.v1.launch", kw_only=True):
+    """VMs the scheduler placed on a node (``mb.v1.node.<node>.launch``; 2.8's ``meshageVMLaunch``).
+
+    Names are final (the scheduling node names unnamed VMs, so names stay
+    unique across the namespace).
+    """
+
+    namespace: str
+    #: ``kvm`` or ``container``.
+    vm_type: str
+    names: list[str]
+    #: The ``vm config`` to launch them with (``VMConfig`` as JSON-friendly builtins).
+    config: dict[str, Any] = {}
+    #: The scheduling node.
+    client: str = ""
+
+
+class LaunchReply(Message, tag="megabus.sched.v1.reply", kw_only=True):
+    """What a :class:`LaunchRequest` gave (2.8's ``meshageVMResponse``)."""
+
+    node: str
+    #: VMs launched (or attempted, as 2.8 counts them).
+    launched: int = 0
+    errors: list[str] = []
+
+
 __all__ = [
     "CommandReply",
     "CommandRequest",
@@ -200,6 +229,8 @@ __all__ = [
     "Event",
     "Flags",
     "Heartbeat",
+    "LaunchReply",
+    "LaunchRequest",
     "LogRecord",
     "Message",
     "Response",

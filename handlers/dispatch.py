@@ -14,6 +14,7 @@ defaults, the last one with ``more=False``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -23,7 +24,7 @@ from megabus.bus.messages import CommandReply, CommandRequest, Response
 from megabus.cli.language.command import Command, LanguageError
 from megabus.cli.language.grammar import Grammar
 from megabus.cli.language.render import render
-from megabus.handlers import registry
+from megabus.handlers import fanout, registry
 from megabus.handlers.context import Context
 from megabus.handlers.preprocess import preprocess
 from megabus.handlers.registry import CommandError, Handler, Result
@@ -174,8 +175,17 @@ class Dispatcher:
         await self.run_command(cmd, namespace, emit)
 
     async def run_command(self, cmd: Command, namespace: str, emit: Emit) -> None:
-        """Run a compiled command, passing every batch it makes to ``emit``."""
+        """Run a compiled command, passing every batch it makes to ``emit``.
+
+        A broadcast or VM-target command a user typed runs on every host of
+        the namespace (:mod:`megabus.handlers.fanout`), merged into one batch.
+        """
         ns = namespace or self.state.active
+        fanout.ensure_hosts(self.state, ns)
+        if cmd.subcommand is not None and not cmd.subcommand.source:
+            # minicli's SetSource reaches every level: a copy that came by
+            # mesh or fan-out must not fan out again through a wrapper
+            cmd.subcommand.source = cmd.source
         emitted = False
 
         async def ctx_emit(batch: list[Response]) -> None:
@@ -193,10 +203,16 @@ class Dispatcher:
             source=cmd.source,
         )
         handler: Handler = cmd.handler
+        result: Result
         try:
             if cmd.preprocess:
                 preprocess(cmd, self.state.settings.files_dir)
-            result = await handler.func(ctx, cmd)
+            if fanout.spreads(handler, cmd):
+                result = await fanout.spread(
+                    ctx, cmd, handler.kind, lambda: self._run_local(handler, cmd, ctx)
+                )
+            else:
+                result = await handler.func(ctx, cmd)
         except (CommandError, LanguageError) as err:
             result = ctx.error(str(err))
         except asyncio.CancelledError:
@@ -208,6 +224,27 @@ class Dispatcher:
             await ctx_emit(_batch(ctx, result))
         if cmd.record:
             self.state.record(cmd.original)
+
+    async def _run_local(self, handler: Handler, cmd: Command, ctx: Context) -> list[Response]:
+        """The fan-out's local copy: source set to the namespace, batches flattened."""
+        out: list[Response] = []
+
+        async def keep(batch: list[Response]) -> None:
+            out.extend(batch)
+
+        local = dataclasses.replace(ctx, emit=keep, source=ctx.namespace)
+        try:
+            result = await handler.func(local, cmd)
+        except (CommandError, LanguageError) as err:
+            result = local.error(str(err))
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            logger.exception("command %r failed", cmd.original)
+            result = local.error(f"internal error: {type(err).__name__}: {err}")
+        if result is not None or not out:
+            out.extend(_batch(local, result))
+        return out
 
     async def collect_command(self, cmd: Command, namespace: str) -> list[list[Response]]:
         """Run a nested command (never recorded) and return its batches."""

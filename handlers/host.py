@@ -1,0 +1,146 @@
+"""The ``host`` command: this node's resources and VM commitments, 2.8's columns.
+
+``host`` is a broadcast command, so typed by a user it answers for every host
+of the namespace, one row each (the ``host`` column comes from annotation).
+The VM figures span all namespaces of the node, as in 2.8. ``cpucommit``,
+``memcommit`` and ``netcommit`` sum the vCPUs, memory (MB) and NICs of the
+VMs that hold resources (every state but QUIT and ERROR: a paused guest keeps
+its memory); ``vmlimit`` is the smallest ``coschedule + 1`` among them, or
+-1. The scheduler reads :func:`stats` through ``Response.data``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from megabus.handlers.mesh import go_duration
+from megabus.handlers.registry import Result, command
+from megabus.handlers.vms.model import VMState
+
+if TYPE_CHECKING:
+    from megabus.cli.language.command import Command
+    from megabus.handlers.context import Context
+    from megabus.handlers.state import NodeState
+
+logger = logging.getLogger(__name__)
+
+#: 2.8's ``hostInfoKeys``: the table's columns, in order.
+COLUMNS = (
+    "cpus", "load", "memused", "memtotal", "rx", "tx", "vms", "vmlimit",
+    "cpucommit", "memcommit", "netcommit", "uptime",
+)  # fmt: skip
+#: States whose VMs hold CPUs, memory and NICs.
+_GONE = VMState.QUIT | VMState.ERROR
+
+_LONG = """Report information about hosts in the current namespace:
+
+- cpucommit  : total cpu commit
+- cpus       : number of cpus
+- load       : system load average
+- memcommit  : total memory commit in MB
+- memtotal   : total memory in MB
+- memused    : memory used in MB
+- name       : name of the machine
+- netcommit  : total network interface commit
+- rx         : RX bandwidth stats (MB/s)
+- tx         : TX bandwidth stats (MB/s)
+- uptime     : uptime
+- vms        : number of VMs
+- vmlimit    : limit based on coschedule values (-1 is no limit)
+
+All VM-based stats are computed across namespaces."""
+
+
+def _read_host() -> dict[str, Any]:
+    """CPUs, load, memory (MB, 2.8's used = total - free - buffers - cached), uptime."""
+    out: dict[str, Any] = {"cpus": os.cpu_count() or 0, "load": "", "uptime": 0.0}
+    try:
+        with open("/proc/loadavg") as fh:
+            out["load"] = " ".join(fh.read().split()[:3])
+    except OSError as err:
+        logger.error("unable to compute load: %s", err)
+    mem: dict[str, int] = {}
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                fields = line.split()
+                if len(fields) >= 2 and fields[1].isdigit():
+                    mem[fields[0].rstrip(":")] = int(fields[1])
+    except OSError as err:
+        logger.error("unable to compute memory stats: %s", err)
+    total = mem.get("MemTotal", 0)
+    free = mem.get("MemFree", 0) + mem.get("Buffers", 0) + mem.get("Cached", 0)
+    out["memtotal"] = total // 1024
+    out["memused"] = int((total - free) / 1024)
+    try:
+        with open("/proc/uptime") as fh:
+            out["uptime"] = float(fh.read().split()[0])
+    except (OSError, ValueError, IndexError) as err:
+        logger.error("unable to compute uptime: %s", err)
+    return out
+
+
+async def stats(state: NodeState) -> dict[str, Any]:
+    """2.8's ``HostStats`` of this node, as a JSON-friendly dict."""
+    host = await asyncio.to_thread(_read_host)
+    cpu = mem = net = 0
+    limit = -1
+    vms = list(state.vms.vms.values())
+    for vm in vms:
+        if vm.state & _GONE:
+            continue
+        cpu += vm.config.vcpus
+        mem += vm.config.memory
+        net += len(vm.config.networks)
+        if vm.config.coschedule != -1:
+            v = vm.config.coschedule + 1
+            limit = v if limit == -1 else min(limit, v)
+    return {
+        "name": state.name,
+        "cpus": host["cpus"],
+        "load": host["load"],
+        "memused": host["memused"],
+        "memtotal": host["memtotal"],
+        # tap bandwidth sampling is not kept by this node yet
+        "rx": 0.0,
+        "tx": 0.0,
+        "vms": len(vms),
+        "vmlimit": limit,
+        "cpucommit": cpu,
+        "memcommit": mem,
+        "netcommit": net,
+        "uptime": host["uptime"],
+    }
+
+
+def show(stats: dict[str, Any], key: str) -> str:
+    """2.8's ``HostStats.Print``."""
+    value = stats[key]
+    if key in ("rx", "tx"):
+        return f"{value:.1f}"
+    if key == "uptime":
+        return go_duration(value)
+    return str(value)
+
+
+@command(
+    "host",
+    *(f"host <{key},>" for key in sorted((*COLUMNS, "name"))),
+    short="report information about hosts",
+    long=_LONG,
+    kind="broadcast",
+)
+async def host(ctx: Context, cmd: Command) -> Result:
+    """The whole row, or one field as a simple response; ``data`` holds every field."""
+    values = await stats(ctx.state)
+    for key in (*COLUMNS, "name"):
+        if cmd.flag(key):
+            resp = ctx.respond(show(values, key))
+            break
+    else:
+        resp = ctx.table(list(COLUMNS), [[show(values, k) for k in COLUMNS]])
+    resp.data = values
+    return resp
