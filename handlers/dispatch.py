@@ -54,6 +54,7 @@ FAMILIES = (
     "vm_net",
     "meshlog",
     "file",
+    "mesh",
 )
 
 Emit = Callable[[list[Response]], Awaitable[None]]
