@@ -55,6 +55,7 @@ FAMILIES = (
     "meshlog",
     "file",
     "mesh",
+    "host",
 )
 
 Emit = Callable[[list[Response]], Awaitable[None]]
