@@ -56,6 +56,7 @@ FAMILIES = (
     "file",
     "mesh",
     "host",
+    "ns",
 )
 
 Emit = Callable[[list[Response]], Awaitable[None]]
