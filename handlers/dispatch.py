@@ -54,6 +54,7 @@ FAMILIES = (
     "vm_net",
     "meshlog",
     "file",
+    "ns_snapshot",
     "mesh",
     "host",
     "ns",
