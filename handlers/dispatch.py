@@ -52,6 +52,7 @@ FAMILIES = (
     "tap",
     "bridge",
     "vm_net",
+    "capture",
     "meshlog",
     "file",
     "ns_snapshot",
