@@ -56,6 +56,7 @@ FAMILIES = (
     "meshlog",
     "file",
     "ns_snapshot",
+    "vms.recovery",
     "mesh",
     "host",
     "ns",
