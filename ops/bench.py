@@ -9,7 +9,9 @@ processes with temporary bases, then measures:
 * ``commands_per_s``: one node serving 50 concurrent clients;
 * ``vlan_allocs_per_s``: new VLAN aliases (``vm config net``) allocated with
   both nodes contending for the same namespace's pool;
-* ``node_rss_mb``: a node's resident memory when idle.
+* ``node_rss_mb``: a node's resident memory when idle;
+* ``mesh_send_vm_info_ms``: ``mesh send`` of ``vm info`` to 20 nodes (p50, p99),
+  and with one of them frozen by SIGSTOP, the seconds until the answer names it.
 
 Every loop is bounded; run it with the repo's venv: ``.venv/bin/python ops/bench.py``.
 """
@@ -21,6 +23,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -153,6 +156,72 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+async def _vm_cmd(bus: Bus, node: str, line: str) -> tuple[float, list[str]]:
+    """Run ``line``; its wall time and its errors."""
+    t0 = time.perf_counter()
+    replies = await bus.command(node, line, idle_timeout=120)
+    took = time.perf_counter() - t0
+    return took, [r.error for rep in replies for r in rep.responses if r.error]
+
+
+async def _states(bus: Bus, node: str) -> list[str]:
+    replies = await bus.command(node, ".annotate false .columns state vm info")
+    return [row[0] for rep in replies for r in rep.responses for row in r.tabular or []]
+
+
+async def vm_bench(url: str, base: Path, proc_count: int) -> dict[str, object]:
+    """The VM figures (see the module docstring) on a node of their own."""
+    node = "benchvm"
+    proc = await start_node(node, url, base)
+    bus = await Bus.connect([url], name="bench-vm")
+    out: dict[str, object] = {}
+    try:
+        await asyncio.sleep(1)
+        out["rss_idle_mb"] = rss_mb(proc.pid)
+        await _vm_cmd(bus, node, "ns queueing true")
+        took, errors = await _vm_cmd(bus, node, "vm launch kvm q[1-1000]")
+        assert not errors, errors[:3]
+        out["queue_1000_ms"] = round(took * 1000, 1)
+        await _vm_cmd(bus, node, "ns flush")
+        await _vm_cmd(bus, node, "ns queueing false")
+
+        await _vm_cmd(bus, node, "vm config qemu /nonexistent/qemu-for-bench")
+        took, _ = await _vm_cmd(bus, node, "vm launch kvm d[1-1000]")
+        out["define_1000_ms"] = round(took * 1000, 1)
+        states = await _states(bus, node)
+        assert len(states) == 1000, len(states)
+        out["rss_1000_mb"] = rss_mb(proc.pid)
+        samples = [(await _vm_cmd(bus, node, "vm info"))[0] for _ in range(10)]
+        out["info_1000_ms"] = percentiles(samples)
+        await _vm_cmd(bus, node, "clear all")
+
+        await _vm_cmd(bus, node, "vm config memory 128")
+        took, errors = await _vm_cmd(bus, node, f"vm launch kvm r[1-{proc_count}]")
+        assert not errors, errors[:3]
+        assert set(await _states(bus, node)) == {"BUILDING"}
+        out["launch_kvm_ms"] = round(took * 1000, 1)
+        out["kvm_count"] = proc_count
+        t0 = time.perf_counter()
+        _, errors = await _vm_cmd(bus, node, "vm start r[1-10]")
+        assert not errors, errors[:3]
+        for _ in range(600):  # the states follow QMP at once; bounded anyway
+            if (await _states(bus, node)).count("RUNNING") == 10:
+                break
+            await asyncio.sleep(0.05)
+        out["start_10_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        await _vm_cmd(bus, node, "clear all")
+    finally:
+        await bus.close()
+        if proc.returncode is None:
+            proc.terminate()  # kills any guest left, as 2.8 does on exit
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+    return out
+
+
 async def main(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="megabus-bench-") as tmp:
         root = Path(tmp)
@@ -173,6 +242,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 vps = await vlan_allocs(bus, ["bench1", "bench2"], args.aliases, 5)
             finally:
                 await bus.close()
+            vms = await vm_bench(url, root / "bvm", args.kvm) if args.kvm else {}
         finally:
             for proc in procs:
                 if proc.returncode is None:
@@ -191,7 +261,88 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "vlan_allocs_per_s": round(vps, 1),
         "vlan_nodes": 2,
         "node_rss_mb": idle_rss,
+        "vms": vms,
         "cpus": os.cpu_count(),
+        **(await mesh_fanout(args.mesh_runs)),
+    }
+
+
+# --- mesh fan-out (the cluster issue) --------------------------------------------------
+
+MESH_NODES = 20
+
+
+async def mesh_fanout(runs: int) -> dict[str, object]:
+    """``mesh send <all 20 nodes> vm info``: 19 nodes in this process, one in a subprocess.
+
+    Then the subprocess node is frozen with SIGSTOP and the time until the
+    answer arrives naming it is measured: first while its heartbeats are still
+    fresh (the gather drops it once three are missed), then once it is known
+    to be gone (it is named at once).
+    """
+    from megabus.config.settings import Settings
+    from megabus.handlers.node import Node
+
+    names = [f"m{i:02d}" for i in range(MESH_NODES)]
+    spec = f"m[00-{MESH_NODES - 1}]"
+    line = f"mesh send {spec} vm info"
+    with tempfile.TemporaryDirectory(prefix="megabus-bench-mesh-") as tmp:
+        root = Path(tmp)
+        server = EmbeddedServer(root / "nats", port=0)
+        await server.start()
+        url = server.client_url
+        nodes: list[Node] = []
+        frozen = await start_node(names[-1], url, root / names[-1])
+        bus = await Bus.connect([url], name="bench-mesh")
+        try:
+            for name in names[:-1]:
+                node = Node(Settings(name=name, nats=[url], base=str(root / name), heartbeat=1.0))
+                await node.start()
+                nodes.append(node)
+
+            async def answer() -> list[str]:
+                replies = await bus.command(names[0], line, idle_timeout=60)
+                return [r.error or r.host for rep in replies for r in rep.responses]
+
+            for _ in range(300):  # 30 s at most for everyone to be seen
+                listed = await bus.command(names[0], "mesh list all")
+                if len(listed[-1].responses[0].data or []) == MESH_NODES:
+                    break
+                await asyncio.sleep(0.1)
+            for _ in range(5):
+                await answer()  # warm up
+            samples = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                got = await answer()
+                samples.append(time.perf_counter() - t0)
+            if sorted(got) != sorted(names):
+                raise SystemExit(f"bench: mesh send answered {got}")
+            os.kill(frozen.pid, signal.SIGSTOP)
+            try:
+                t0 = time.perf_counter()
+                got = await answer()
+                first = time.perf_counter() - t0
+                named = [g for g in got if names[-1] in g and g != names[-1]]
+                dead = []
+                for _ in range(20):
+                    t0 = time.perf_counter()
+                    await answer()
+                    dead.append(time.perf_counter() - t0)
+            finally:
+                os.kill(frozen.pid, signal.SIGCONT)
+        finally:
+            await bus.close()
+            for node in nodes:
+                await node.stop()
+            frozen.terminate()
+            await frozen.wait()
+            await server.stop()
+    return {
+        "mesh_send_vm_info_ms": {**percentiles(samples), "nodes": MESH_NODES},
+        "mesh_send_sigstop_first_s": round(first, 2),
+        "mesh_send_sigstop_named": named,
+        "mesh_send_sigstop_known_dead_ms": percentiles(dead),
     }
 
 
@@ -202,6 +353,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--per-client", type=int, default=40)
     parser.add_argument("--aliases", type=int, default=400)
+    parser.add_argument("--kvm", type=int, default=20, help="real guests (0: no VM bench)")
+    parser.add_argument("--mesh-runs", type=int, default=200)
     return parser.parse_args()
 
 
