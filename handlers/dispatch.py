@@ -51,6 +51,7 @@ FAMILIES = (
     "disk",
     "tap",
     "bridge",
+    "cc_cmd",
     "vm_net",
     "capture",
     "meshlog",
