@@ -25,6 +25,7 @@ from megabus.handlers.namespace import on_destroy
 from megabus.handlers.registry import CommandError, Result, command, on_clear_all, on_node_stop
 from megabus.handlers.vmconf.config import VMConfig
 from megabus.handlers.vms import devices, info, screenshot, snapshot, top
+from megabus.handlers.vms.container import ContainerRuntime, check_config
 from megabus.handlers.vms.kvm import KvmRuntime, go_json
 from megabus.handlers.vms.model import FLUSHABLE, KILLABLE, VM, QueuedVMs, VMState, VMType
 from megabus.handlers.vms.table import WILDCARD, VMTable, go_atoi
@@ -106,9 +107,12 @@ async def schedule(ctx: Context) -> None:
     errors: list[str] = []
     t = table(ctx)
     for q in pending:
-        if q.type is not VMType.KVM:
-            errors.append(f"vm type {q.type} is not available on this node yet")
-            continue
+        if q.type is VMType.CONTAINER:
+            try:
+                check_config(q.config)
+            except CommandError as err:
+                errors.append(str(err))
+                continue
         for name in q.names:
             cfg = q.config.copy()
             vm_id = t.new_id()
@@ -122,7 +126,10 @@ async def schedule(ctx: Context) -> None:
                 instance_path=os.path.join(ctx.state.settings.base, str(vm_id)),
                 tags=dict(cfg.tags),
             )
-            vm.runtime = KvmRuntime(vm, ctx.state.settings)
+            if q.type is VMType.CONTAINER:
+                vm.runtime = ContainerRuntime(vm, ctx.state)
+            else:
+                vm.runtime = KvmRuntime(vm, ctx.state.settings)
             t.add(vm)
             vms.append(vm)
     if vms:

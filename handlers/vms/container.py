@@ -1,0 +1,497 @@
+"""The container runtime: one container per VM, through the shim, with cgroups and veths.
+
+Launch follows 2.8 (reference 3.5): the cgroups are made and limited
+(:mod:`container_cgroup`), then on the first launch the instance directory
+and, with ``snapshot true``, the overlay ``megamount_<id>`` (lower: the
+filesystem, upper ``<inst>/fs``, work ``<inst>/fs_work``, mounted on
+``<inst>/fs``) so the filesystem itself never changes. The ``name``,
+``config``, ``uuid`` and ``fifoN`` files are written, and the shim
+(:mod:`container_shim`) starts on a fresh pty. When it is ready, the NICs are
+made (:mod:`container_net`), the container is frozen and released: it stays
+BUILDING, frozen just before exec'ing init, until ``vm start`` thaws it.
+
+Stop/start freeze and thaw the cgroup. Kill sends SIGKILL to the container's
+pid 1 (which takes its whole pid namespace along), thaws so the signal lands,
+and waits until the cgroup is empty; the taps, the netns link and the cgroups
+go at that moment, as 2.8 does for containers (their taps live from launch to
+kill). Flush unmounts the overlay and removes the instance directory.
+
+Where 2.8 and this differ: the shim is a Python module, not a re-exec of
+the daemon; limits are set by the node (so a bad limit is a launch error
+before any process exists) and the shim only joins; cgroups live under
+``megabus/<node key>`` so nodes sharing a host do not collide; a ``tar:``
+filesystem is not supported yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from megabus.handlers.net.bridges import bridges_of
+from megabus.handlers.registry import CommandError
+from megabus.handlers.vmconf.config import VMConfig
+from megabus.handlers.vms import container_net
+from megabus.handlers.vms import container_sys as sc
+from megabus.handlers.vms.container_cgroup import Cgroup, CgroupError, node_key
+from megabus.handlers.vms.container_console import Console
+from megabus.handlers.vms.container_shim import Spec
+from megabus.handlers.vms.model import VM, VMState, VMType
+
+if TYPE_CHECKING:
+    from megabus.handlers.state import NodeState
+
+logger = logging.getLogger(__name__)
+
+SHIM_MODULE = "megabus.handlers.vms.container_shim"
+#: Seconds to wait for a freeze to complete, and for a killed container to be gone.
+FREEZE_TIMEOUT = 10.0
+KILL_TIMEOUT = 10.0
+#: 2.8 retries a busy overlay unmount this many times, a second apart.
+UNMOUNT_RETRIES = 10
+UNMOUNT_RETRY = 1.0
+POLL = 0.02
+
+
+def check_config(cfg: VMConfig) -> None:
+    """2.8's ``NewContainer`` check, made before a container VM exists."""
+    if not cfg.filesystem:
+        raise CommandError("unable to create container without a configured filesystem")
+
+
+async def _poll(done: Callable[[], bool], seconds: float) -> bool:
+    """Call ``done`` (a blocking predicate) in a thread until true or ``seconds`` pass."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    delay = POLL
+    while True:
+        if await asyncio.to_thread(done):
+            return True
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+class ContainerRuntime:
+    """Drives one container VM."""
+
+    def __init__(self, vm: VM, state: NodeState) -> None:
+        self.vm = vm
+        self.state = state
+        self.settings = state.settings
+        self.lock = asyncio.Lock()
+        #: The shim's monitor process (its exit is the container's).
+        self.proc: asyncio.subprocess.Process | None = None
+        #: The root the container sees: ``<inst>/fs`` with snapshot, else the filesystem.
+        self.effective_path = ""
+        self.cgroup: Cgroup | None = None
+        self.console: Console | None = None
+        self.console_port = 0
+        self.netns = ""
+        self.taps: list[str] = []
+        self._overlay = False
+        self._killing = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._cleaned = asyncio.Event()
+        self._cleaned.set()
+        # 2.8: the hostname defaults to the VM's name, and shows in the config
+        if not vm.config.hostname:
+            vm.config.hostname = vm.name
+        vm.listeners.append(self._write_state)
+
+    # -- files -------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        return self.vm.instance_path
+
+    def _ns_link(self) -> str:
+        return os.path.join(self.settings.base, "namespaces", self.vm.namespace, self.vm.uuid)
+
+    def _write_state(self, vm: VM, old: VMState) -> None:
+        try:
+            with open(os.path.join(self.path, "state"), "w") as f:
+                f.write(str(vm.state))
+        except OSError as err:
+            logger.debug("vm %d: state not written: %s", vm.id, err)
+
+    def _check_conflicts(self) -> None:
+        cfg = self.vm.config
+        for other in self.state.vms.vms.values():
+            if other is self.vm or other.type is not VMType.CONTAINER:
+                continue
+            if other.config.filesystem != cfg.filesystem:
+                continue
+            if not (cfg.snapshot and other.config.snapshot):
+                raise CommandError(f"filesystem conflict with vm {other.name}: {cfg.filesystem}")
+
+    def _prepare_fs(self) -> None:
+        """First launch: the instance directory, the overlay, the namespace link."""
+        cfg = self.vm.config
+        fs = os.path.abspath(cfg.filesystem)
+        if not os.path.isdir(fs):
+            what = "not a directory" if os.path.exists(fs) else "no such file or directory"
+            raise CommandError(f"overlayMount: stat {cfg.filesystem}: {what}")
+        os.makedirs(self.path, 0o700, exist_ok=True)
+        if cfg.snapshot:
+            upper = os.path.join(self.path, "fs")
+            work = os.path.join(self.path, "fs_work")
+            os.makedirs(upper, 0o755, exist_ok=True)
+            os.makedirs(work, 0o755, exist_ok=True)
+            if not os.path.ismount(upper):
+                try:
+                    sc.mount(
+                        f"megamount_{self.vm.id}",
+                        upper,
+                        "overlay",
+                        0,
+                        f"lowerdir={fs},upperdir={upper},workdir={work}",
+                    )
+                except OSError as err:
+                    raise CommandError(f"overlayMount: {err}") from None
+            self._overlay = True
+            self.effective_path = upper
+        else:
+            self.effective_path = fs
+        link = self._ns_link()
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+        os.symlink(self.path, link)
+
+    def _prepare_files(self) -> None:
+        cfg = self.vm.config
+        with open(os.path.join(self.path, "name"), "w") as f:
+            f.write(self.vm.name)
+        with open(os.path.join(self.path, "config"), "w") as f:
+            f.write("".join(line + "\n" for line in cfg.write_config()))
+        fd = os.open(self.uuid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.vm.uuid + "\n")
+        for i in range(cfg.fifos):
+            fifo = os.path.join(self.path, f"fifo{i}")
+            if not os.path.exists(fifo):  # kept across a relaunch
+                try:
+                    os.mkfifo(fifo, 0o660)
+                except OSError as err:
+                    raise CommandError(f"fifo: {err}") from None
+        for source in cfg.volume.values():
+            try:
+                os.makedirs(source, 0o755, exist_ok=True)
+            except OSError as err:
+                raise CommandError(f"start container: {err}") from None
+
+    @property
+    def uuid_file(self) -> str:
+        return os.path.join(self.path, "uuid")
+
+    # -- launch ------------------------------------------------------------------
+
+    async def launch(self) -> None:
+        """Start the container frozen; on failure the VM is in ERROR and this raises."""
+        try:
+            await self._launch()
+        except CgroupError as err:
+            await self._abort()
+            msg = f"cgroups are not initialized, cannot continue: {err}"
+            self.vm.set_error(msg)
+            raise CommandError(msg) from None
+        except CommandError as err:
+            await self._abort()
+            self.vm.set_error(str(err))
+            raise
+        except OSError as err:
+            await self._abort()
+            self.vm.set_error(str(err))
+            raise CommandError(str(err)) from err
+
+    async def _launch(self) -> None:
+        vm = self.vm
+        cfg = vm.config
+        check_config(cfg)
+        self._killing = False
+        vm.pid = 0  # never signal a pid left from an earlier run
+        if not self.effective_path:
+            self._check_conflicts()
+            await asyncio.to_thread(self._prepare_fs)
+        cgroup = await asyncio.to_thread(Cgroup.for_vm, self.settings.base, vm.id)
+        self.cgroup = cgroup
+        await asyncio.to_thread(cgroup.create, cfg.vcpus, cfg.memory)
+        await asyncio.to_thread(self._prepare_files)
+
+        master, slave = os.openpty()
+        status_r, status_w = os.pipe()
+        go_r, go_w = os.pipe()
+        spec = Spec(
+            id=vm.id,
+            instance=self.path,
+            fs=self.effective_path,
+            uuid=vm.uuid,
+            uuid_file=self.uuid_file,
+            init=list(cfg.init),
+            status_fd=status_w,
+            go_fd=go_r,
+            hostname=cfg.hostname,
+            fifos=cfg.fifos,
+            preinit=cfg.preinit,
+            volumes=[[src, dst] for dst, src in sorted(cfg.volume.items())],
+            cgroups=cgroup.paths,
+        )
+        argv = [sys.executable, "-m", SHIM_MODULE, spec.to_json()]
+        logger.info("vm %d: launching container %s", vm.id, " ".join(argv[:3]))
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                pass_fds=(status_w, go_r),
+                cwd=self.path,
+                start_new_session=True,  # a ^C to the node must not reach the containers
+            )
+        except OSError as err:
+            for fd in (master, status_r, go_w):
+                os.close(fd)
+            raise CommandError(f"start container: {err}") from err
+        finally:
+            for fd in (slave, status_w, go_r):
+                os.close(fd)
+        self._cleaned = asyncio.Event()
+        self._spawn(self._watch(self.proc), f"vm{vm.id}-watch")
+        self.console = Console(master, os.path.join(self.path, "console"), f"vm {vm.id}")
+        await self.console.start()
+        self.console_port = self.console.port
+        try:
+            await self._until_ready(status_r)
+            await self._network()
+            await asyncio.to_thread(cgroup.freeze)
+            if not await _poll(cgroup.frozen, FREEZE_TIMEOUT):
+                raise CommandError(f"freezer: vm {vm.id} did not freeze")
+        finally:
+            os.close(go_w)  # the container goes on to exec init once thawed
+
+    async def _until_ready(self, status_fd: int) -> None:
+        """Read the shim's status lines until ``ready``; sets the VM's pid."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        pipe = os.fdopen(status_fd, "rb", buffering=0)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+        error = ""
+        try:
+            while True:
+                raw = await reader.readline()
+                if not raw:
+                    raise CommandError(error or "container exited before it was ready")
+                kind, _, text = raw.decode(errors="replace").strip().partition(" ")
+                if kind == "pid":
+                    self.vm.pid = int(text)
+                    logger.debug("vm %d has pid %s", self.vm.id, text)
+                elif kind == "log":
+                    logger.info("vm %d: containerShim: %s", self.vm.id, text)
+                elif kind == "error":
+                    error = text
+                elif kind == "ready" and self.vm.pid:
+                    return
+        finally:
+            transport.close()
+
+    async def _network(self) -> None:
+        vm = self.vm
+        key = node_key(self.settings.base)
+        self.netns = await asyncio.to_thread(container_net.link_netns, vm.id, vm.pid, key)
+        nics = vm.config.networks
+        if not nics:
+            return
+        for nic in nics:
+            nic.driver = ""  # not used by containers (2.8 squashes it too)
+        self.taps = await container_net.create_nics(bridges_of(self.state), nics, vm.pid)
+        await asyncio.to_thread(self._write_taps)
+
+    def _write_taps(self) -> None:
+        with open(os.path.join(self.path, "taps"), "w") as f:
+            f.write("\n".join(self.taps))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch(self, proc: asyncio.subprocess.Process) -> None:
+        """When the container ends: release what it held, then QUIT (or ERROR)."""
+        try:
+            code = await proc.wait()
+            logger.info("vm %d exited (%s)", self.vm.id, code)
+            await self._release()
+            if self.vm.state & (VMState.BUILDING | VMState.RUNNING | VMState.PAUSED):
+                if code != 0 and not self._killing:
+                    self.vm.set_error(f"killed container: exit status {code}")
+                else:
+                    self.vm.set_state(VMState.QUIT)
+        finally:
+            self._cleaned.set()
+
+    async def _release(self) -> None:
+        """Console, netns link, taps and cgroups of an exited container."""
+        if self.console is not None:
+            await self.console.close()
+            self.console = None
+        if self.netns:
+            await asyncio.to_thread(container_net.unlink_netns, self.netns)
+            self.netns = ""
+        if self.taps:
+            taps, self.taps = self.taps, []
+            await container_net.destroy_nics(bridges_of(self.state), taps)
+        cgroup = self.cgroup
+        if cgroup is not None:
+            # stragglers outside pid 1's namespace cannot exist, but a thaw may be pending
+            if not await _poll(lambda: not cgroup.pids(), KILL_TIMEOUT):
+                await asyncio.to_thread(cgroup.kill_all)
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(cgroup.thaw)
+                await _poll(lambda: not cgroup.pids(), KILL_TIMEOUT)
+            await asyncio.to_thread(cgroup.remove)
+
+    async def _abort(self) -> None:
+        """Undo a half-done launch: kill the container if it started."""
+        try:
+            await self._kill_process()
+        except CommandError as err:
+            logger.error("vm %d: %s", self.vm.id, err)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """2.8's ``Start``: relaunch a QUIT/ERROR container, then thaw it."""
+        async with self.lock:
+            vm = self.vm
+            if vm.state & VMState.RUNNING:
+                return
+            if vm.state in (VMState.QUIT, VMState.ERROR):
+                logger.info("relaunching VM: %d", vm.id)
+                vm.tags.pop("error", None)
+                vm.set_state(VMState.BUILDING)
+                vm.launched = time.time()
+                await self.launch()
+            logger.info("starting VM: %d", vm.id)
+            try:
+                await asyncio.to_thread(self._thaw)
+            except OSError as err:
+                vm.set_error(f"unstartable: freezer: {err}")
+                raise CommandError(f"unstartable: freezer: {err}") from None
+            vm.set_state(VMState.RUNNING)
+
+    def _thaw(self) -> None:
+        if self.cgroup is None:
+            raise OSError(errno.ENOENT, "no cgroup")
+        self.cgroup.thaw()
+
+    async def stop(self) -> None:
+        """Freeze a RUNNING container."""
+        async with self.lock:
+            vm = self.vm
+            if vm.state != VMState.RUNNING:
+                raise CommandError(f"vm not running: {vm.id}")
+            logger.info("stopping VM: %d", vm.id)
+            cgroup = self.cgroup
+            try:
+                if cgroup is None:
+                    raise OSError(errno.ENOENT, "no cgroup")
+                await asyncio.to_thread(cgroup.freeze)
+            except OSError as err:
+                vm.set_error(f"unstoppable: freezer: {err}")
+                raise CommandError(f"unstoppable: freezer: {err}") from None
+            if not await _poll(cgroup.frozen, FREEZE_TIMEOUT):
+                logger.warning("vm %d: still freezing", vm.id)
+            vm.set_state(VMState.PAUSED)
+
+    async def kill(self) -> None:
+        """SIGKILL, thaw, wait until every process is gone (the VM is then QUIT)."""
+        async with self.lock:
+            await self._kill_process()
+            if self.vm.state & (VMState.BUILDING | VMState.RUNNING | VMState.PAUSED):
+                self.vm.set_state(VMState.QUIT)
+
+    async def _kill_process(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            logger.info("Killing VM %d", self.vm.id)
+            self._killing = True
+            target = self.vm.pid or proc.pid  # the monitor takes pid 1 along (PDEATHSIG)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(target, signal.SIGKILL)
+            cgroup = self.cgroup
+            if cgroup is not None:
+                # a frozen container cannot die: thaw it
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(cgroup.thaw)
+        try:
+            await asyncio.wait_for(self._cleaned.wait(), KILL_TIMEOUT * 3)
+        except TimeoutError:
+            raise CommandError(f"vm {self.vm.id}: container did not exit after SIGKILL") from None
+
+    async def flush(self) -> None:
+        """Kill if needed, unmount the overlay, remove the instance directory and link."""
+        async with self.lock:
+            await self._close()
+            await self._unmount()
+            await asyncio.to_thread(self._remove_files)
+
+    async def _unmount(self) -> None:
+        if not self._overlay:
+            return
+        target = os.path.join(self.path, "fs")
+        for _ in range(UNMOUNT_RETRIES):
+            try:
+                await asyncio.to_thread(sc.umount, target)
+            except OSError as err:
+                if err.errno == errno.EINVAL and not await asyncio.to_thread(
+                    os.path.ismount, target
+                ):
+                    break  # not mounted (any more)
+                if err.errno == errno.EBUSY:
+                    logger.info("filesystem busy for vm %d, sleeping", self.vm.id)
+                    await asyncio.sleep(UNMOUNT_RETRY)
+                    continue
+                raise CommandError(f"overlay unmount: {err}") from None
+            break
+        else:
+            raise CommandError("unable to unmount overlay")
+        self._overlay = False
+
+    def _remove_files(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._ns_link())
+        if os.path.ismount(os.path.join(self.path, "fs")):
+            # never delete through a mounted filesystem
+            raise CommandError(f"vm {self.vm.id}: {self.path}/fs is still mounted")
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    async def _close(self) -> None:
+        await self._kill_process()
+        tasks = list(self._tasks)
+        if tasks:
+            await asyncio.wait(tasks, timeout=KILL_TIMEOUT)
+
+    async def close(self) -> None:
+        """Kill the container and unmount its overlay (node shutdown); files stay."""
+        async with self.lock:
+            await self._close()
+            try:
+                await self._unmount()
+            except CommandError as err:
+                logger.error("vm %d: %s", self.vm.id, err)

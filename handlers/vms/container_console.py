@@ -1,0 +1,156 @@
+"""A container's console: the pty master, served on ``<inst>/console`` and a TCP port.
+
+As in 2.8: everything the container writes goes to a 1920-byte scrollback
+(80x24) and to every connected client; a new client first gets the
+scrollback; what clients type goes to the pty. The TCP listener takes any
+address on a kernel-chosen port (``console_port`` in ``vm info``), as 2.8's
+``:0`` does; it is dual-stack where the host has IPv6.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import socket
+
+logger = logging.getLogger(__name__)
+
+SCROLLBACK = 1920
+READ_SIZE = 4096
+
+
+def _tcp_socket() -> socket.socket:
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        addr: tuple[str, int] = ("::", 0)
+    except OSError:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        addr = ("0.0.0.0", 0)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class Console:
+    """Serves one pty master; owns it and closes it in :meth:`close`."""
+
+    def __init__(self, master: int, unix_path: str, name: str) -> None:
+        self.master = master
+        self.unix_path = unix_path
+        self.name = name
+        self.port = 0
+        self.scrollback = bytearray()
+        self._clients: set[asyncio.StreamWriter] = set()
+        self._servers: list[asyncio.Server] = []
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._reading = False
+        self._closed = False
+
+    async def start(self) -> None:
+        """Read the pty and listen; a listener that cannot start is logged, as in 2.8."""
+        os.set_blocking(self.master, False)
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.master, self._on_output)
+        self._reading = True
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.unix_path)
+        try:
+            self._servers.append(await asyncio.start_unix_server(self._serve, self.unix_path))
+        except OSError as err:
+            logger.error("could not start unix domain socket console on %s: %s", self.name, err)
+        try:
+            server = await asyncio.start_server(self._serve, sock=_tcp_socket())
+            self._servers.append(server)
+            self.port = int(server.sockets[0].getsockname()[1])
+            logger.info("container console for %s listening on port %d", self.name, self.port)
+        except OSError as err:
+            logger.error("failed to open tcp socket for container console %s: %s", self.name, err)
+
+    def _on_output(self) -> None:
+        try:
+            data = os.read(self.master, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as err:
+            # EIO: every slave end is closed, the container is gone
+            if err.errno != errno.EIO:
+                logger.debug("console %s: %s", self.name, err)
+            data = b""
+        if not data:
+            self._stop_reading()
+            return
+        self.scrollback += data
+        del self.scrollback[:-SCROLLBACK]
+        for w in list(self._clients):
+            if w.is_closing():
+                self._clients.discard(w)
+            else:
+                w.write(data)
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            asyncio.get_running_loop().remove_reader(self.master)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        logger.info("new console connection for %s", self.name)
+        writer.write(bytes(self.scrollback))
+        self._clients.add(writer)
+        try:
+            while data := await reader.read(READ_SIZE):
+                self._write_input(data)
+        except ConnectionError:
+            pass
+        finally:
+            self._clients.discard(writer)
+            writer.close()
+            if task is not None:
+                self._handlers.discard(task)
+            logger.info("console disconnection for %s", self.name)
+
+    def _write_input(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view and not self._closed:
+            try:
+                n = os.write(self.master, view)
+            except BlockingIOError:
+                # the container is not reading (frozen): drop, as a full tty would
+                logger.debug("console %s: input dropped", self.name)
+                return
+            except OSError:
+                return
+            view = view[n:]
+
+    async def close(self) -> None:
+        """Stop listening, drop the clients, close the pty master."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop_reading()
+        for server in self._servers:
+            server.close()
+        for w in list(self._clients):
+            w.close()
+        handlers = list(self._handlers)
+        for task in handlers:
+            task.cancel()
+        if handlers:
+            await asyncio.gather(*handlers, return_exceptions=True)
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        with contextlib.suppress(OSError):
+            os.close(self.master)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.unix_path)
