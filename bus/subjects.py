@@ -76,6 +76,10 @@ class Subjects:
         """A node's micro-service ``info`` endpoint (where its commands go)."""
         return f"{self.root}.node.{token(node)}.info"
 
+    def node_launch(self, node: str) -> str:
+        """Where a node takes VMs scheduled onto it by another node."""
+        return f"{self.root}.node.{token(node)}.launch"
+
     def any_cmd(self) -> str:
         """Commands any node may serve (cluster-wide state)."""
         return f"{self.root}.cmd"

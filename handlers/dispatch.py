@@ -111,6 +111,10 @@ class Dispatcher:
         self.bus = bus
         self.grammar = load_grammar()
 
+    def vm_count(self) -> int:
+        """How many VMs this node has, in every namespace (for heartbeats)."""
+        return len(self.state.vms.vms)
+
     # -- entry point for the node ----------------------------------------------
 
     async def execute(

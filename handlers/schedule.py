@@ -37,7 +37,6 @@ from nats.aio.subscription import Subscription
 from megabus.bus.codec import decode
 from megabus.bus.errors import BusDecodeError, BusError
 from megabus.bus.messages import CommandRequest, LaunchReply, LaunchRequest, Response
-from megabus.bus.subjects import token
 from megabus.handlers import fanout, host
 from megabus.handlers.context import Context
 from megabus.handlers.registry import CommandError, on_node_start, on_node_stop
@@ -324,7 +323,7 @@ async def launch_here(ctx: Context, queued: list[QueuedVMs]) -> list[str]:
 
 def launch_subject(bus: Bus, node: str) -> str:
     """Where a node takes :class:`LaunchRequest` (beside its ``cmd`` subject)."""
-    return f"{bus.subjects.root}.node.{token(node)}.launch"
+    return bus.subjects.node_launch(node)
 
 
 async def launch_there(ctx: Context, node: str, q: QueuedVMs) -> list[str]:

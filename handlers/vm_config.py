@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from megabus.cli.language.command import Command
 from megabus.handlers.context import Context
+from megabus.handlers.fanout import hosts_of
 from megabus.handlers.registry import CommandError, Result, command
 from megabus.handlers.vmconf import qemu_info
 from megabus.handlers.vmconf.bondspec import parse_bondspecs
@@ -79,8 +80,7 @@ async def _valid_schedule(ctx: Context, cfg: VMConfig, value: str) -> None:
     if cfg.colocate and value:
         raise CommandError("cannot specify schedule and colocate in the same config")
     host = ctx.host if value == "localhost" else value
-    # a namespace without hosts of its own is this node only
-    hosts = ctx.ns.hosts or [ctx.host]
+    hosts = hosts_of(ctx.state, ctx.namespace)
     if host not in hosts:
         raise CommandError(f"host is not in namespace: {host}")
 

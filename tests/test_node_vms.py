@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
+from megabus.bus.codec import decode
 from megabus.bus.connection import Bus
+from megabus.bus.messages import Heartbeat
 from megabus.config.settings import Settings
 from megabus.handlers.node import Node
 
@@ -36,3 +39,20 @@ async def test_stopping_the_node_kills_its_qemu_processes(nats_url: str, tmp_pat
     finally:
         await node.stop()
     assert not any(alive(pid) for pid in pids)
+
+
+async def test_heartbeats_count_the_nodes_vms(nats_url: str, tmp_path: Path) -> None:
+    node = Node(Settings(name="n1", nats=[nats_url], base=str(tmp_path / "base"), heartbeat=0.2))
+    await node.start()
+    client = await Bus.connect([nats_url], name="client")
+    try:
+        sub = await client.nc.subscribe(client.subjects.heartbeat("n1"))
+        await client.command("n1", "vm launch kvm a,b,c")
+        async with asyncio.timeout(10):
+            while True:
+                msg = await sub.next_msg(timeout=5)
+                if decode(msg.data, Heartbeat).vms == 3:
+                    break
+    finally:
+        await client.close()
+        await node.stop()
