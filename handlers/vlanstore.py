@@ -56,6 +56,8 @@ ALIAS_SEP = "//"
 MAX_VLAN = 4096
 #: Seconds to wait for a KV answer or for the watcher to see our own write.
 TIMEOUT = 5.0
+#: Copies of the bucket in a NATS cluster (R3 survives the loss of one server).
+REPLICAS = 3
 
 _NUMBER = re.compile(r"[+-]?[0-9]+")
 _KEEP = re.compile(r"[A-Za-z0-9-]")
@@ -157,6 +159,25 @@ def _range_key(ns: str) -> str:
     return "global" if not ns else f"range.{encode_token(ns)}"
 
 
+async def _create_bucket(bus: BusLike, bucket: str) -> KeyValue:
+    """Create the bucket, replicated on three servers when NATS is a cluster of three or more.
+
+    A lone server refuses replicas (10074) and a cluster short of three
+    servers cannot place them (10005, 10023): those get one copy. Two nodes may
+    create the bucket at once; the same config makes that idempotent.
+    """
+    for replicas in (REPLICAS, 1):
+        try:
+            return await asyncio.wait_for(
+                bus.js.create_key_value(bucket=bucket, history=1, replicas=replicas), TIMEOUT
+            )
+        except nats.js.errors.APIError as err:
+            if replicas == 1 or err.err_code not in (10074, 10005, 10023):
+                raise
+            logger.info("VLAN bucket: %d replicas refused (%s), using 1", replicas, err)
+    raise AssertionError("unreachable")
+
+
 class VlanStore:
     """The cluster's VLAN table, with a local cache kept by a KV watcher.
 
@@ -201,8 +222,7 @@ class VlanStore:
         try:
             kv = await asyncio.wait_for(bus.js.key_value(bucket), TIMEOUT)
         except nats.js.errors.BucketNotFoundError:
-            # two nodes may create it at once; the same config makes that idempotent
-            kv = await asyncio.wait_for(bus.js.create_key_value(bucket=bucket, history=1), TIMEOUT)
+            kv = await _create_bucket(bus, bucket)
         store = cls(bus, kv, bucket, default_range)
         store._watcher = await asyncio.wait_for(kv.watchall(), TIMEOUT)
         store._task = asyncio.create_task(store._watch(), name=f"vlanstore-{bucket}")
