@@ -58,7 +58,10 @@ async def start_pcap(link: str, path: str, snaplen: int, bpf: str) -> asyncio.su
             'exec: "tcpdump": executable file not found in $PATH (apt-get install -y tcpdump)'
         )
     # -Z root: Debian's tcpdump would drop to its own user and lose the file
-    argv = [binary, "-i", link, "-w", path, "-U", "-s", str(snaplen), "-Z", "root", "-n"]
+    # --immediate-mode: hand each packet over at once, not per ring-buffer block,
+    # so a capture stopped right after the traffic still holds it
+    argv = [binary, "-i", link, "-w", path, "-U", "--immediate-mode", "-s", str(snaplen)]
+    argv += ["-Z", "root", "-n"]
     if bpf:
         argv.append(bpf)
     proc = await asyncio.create_subprocess_exec(
