@@ -264,6 +264,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "vms": vms,
         "cpus": os.cpu_count(),
         **(await mesh_fanout(args.mesh_runs)),
+        **(await nic_attach(args.nic_vms)),
     }
 
 
@@ -346,6 +347,36 @@ async def mesh_fanout(runs: int) -> dict[str, object]:
     }
 
 
+# --- VM NICs (the networks issue) ------------------------------------------------------
+
+
+async def nic_attach(vms: int) -> dict[str, object]:
+    """Seconds to give ``vms`` VMs one NIC each (MAC, tap, OVS port), as that many
+    concurrent launches do, and to destroy them again (needs Open vSwitch)."""
+    from megabus.handlers.net import vmnics
+    from megabus.handlers.net.bridges import Bridges
+    from megabus.handlers.vmconf.netspec import NetConfig
+
+    if not vms:
+        return {}
+    net = Bridges(default=f"mb_bench{os.getpid() % 10000}")
+    nics = [[NetConfig(alias="101", vlan=101, bridge=net.default)] for _ in range(vms)]
+    try:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(vmnics.create_taps(net, n) for n in nics))
+        attach = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        await net.destroy_taps([n[0].tap for n in nics])
+        detach = time.perf_counter() - t0
+    finally:
+        await net.destroy_all()
+    return {
+        "vm_nics_attach_s": round(attach, 2),
+        "vm_nics_destroy_s": round(detach, 2),
+        "vm_nics": vms,
+    }
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--oneshot-runs", type=int, default=30)
@@ -355,6 +386,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--aliases", type=int, default=400)
     parser.add_argument("--kvm", type=int, default=20, help="real guests (0: no VM bench)")
     parser.add_argument("--mesh-runs", type=int, default=200)
+    parser.add_argument("--nic-vms", type=int, default=100, help="VMs whose NIC to attach")
     return parser.parse_args()
 
 
