@@ -8,6 +8,7 @@ Forms::
     megabus [flags] read FILE         run each line of FILE as a command
     megabus [flags] events [kinds]    print bus events as JSON lines
     megabus [flags] status            live view of nodes, status and logs
+    megabus agent [flags]             the guest agent (2.8's miniccc)
     megabus lognode -dir D [flags]    write every node's log records to D/<node>.log
 
 Flags follow Go's ``flag`` package, as minimega's do: ``-x`` and ``--x`` are
@@ -40,6 +41,7 @@ usage: megabus node [flags]                 run a node
        megabus [flags] events [KIND...]     print bus messages as JSON lines
                                             (KIND: event status log vlans hb)
        megabus [flags] status               live view of nodes, status, logs
+       megabus agent [agent flags]          the guest agent (miniccc; -h for flags)
        megabus lognode -dir DIR [-max-bytes N] [-backups K] [flags]
                                             write each node's log records to DIR/<node>.log
 
@@ -279,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: list[str]) -> int:
     if args and args[0] == "node":
         return _run_node(args[1:])
+    if args and args[0] == "agent":
+        from megabus.agent.__main__ import main as agent_main
+
+        return agent_main(args[1:])
     if args and args[0] == "lognode":
         _configure_logging(os.environ.get("MEGABUS_LEVEL", "error"), "", True)
         from megabus.cli.lognode import run_lognode
