@@ -55,6 +55,7 @@ FAMILIES = (
     "vm_net",
     "capture",
     "meshlog",
+    "deploy",
     "file",
     "ns_snapshot",
     "vms.recovery",
