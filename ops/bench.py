@@ -265,6 +265,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "cpus": os.cpu_count(),
         **(await mesh_fanout(args.mesh_runs)),
         **(await nic_attach(args.nic_vms)),
+        **(await nats_failover(args.failover_aliases)),
     }
 
 
@@ -377,6 +378,162 @@ async def nic_attach(vms: int) -> dict[str, object]:
     }
 
 
+# --- VLAN allocation through a NATS server failover (the cluster issue) ----------------
+
+FAILOVER_NODES = 4
+
+
+async def nats_failover(aliases: int) -> dict[str, object]:
+    """VLAN aliases allocated by 4 nodes on a 3-server JetStream cluster whose
+    bucket leader is killed (SIGKILL) halfway.
+
+    Each alias is asked for by two nodes at once; a failed command is retried
+    (and counted) until it succeeds. Afterwards every alias must have exactly
+    one VLAN and no VLAN two aliases: ``failover_duplicates`` and
+    ``failover_lost`` count the breaches.
+    """
+    import socket
+
+    from megabus.config.settings import Settings
+    from megabus.handlers.node import Node
+
+    if not aliases:
+        return {}
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+            return port
+
+    with tempfile.TemporaryDirectory(prefix="megabus-bench-failover-") as tmp:
+        root = Path(tmp)
+        routes = [free_port() for _ in range(3)]
+        servers = [
+            EmbeddedServer(
+                root / f"s{i}",
+                port=0,
+                server_name=f"s{i}",
+                cluster_name="bench",
+                cluster_port=routes[i],
+                routes=[f"nats://127.0.0.1:{p}" for j, p in enumerate(routes) if j != i],
+            )
+            for i in range(3)
+        ]
+        nodes: list[Node] = []
+        bus: Bus | None = None
+        try:
+            await asyncio.gather(*(s.start() for s in servers))
+            urls = [s.client_url for s in servers]
+            bus = await Bus.connect(urls[::-1], name="bench-failover")
+            for _ in range(300):  # 30 s for the cluster to place an R3 stream
+                try:
+                    await bus.js.add_stream(name="probe", subjects=["probe"], num_replicas=3)
+                    await bus.js.delete_stream("probe")
+                    break
+                except Exception:  # not ready yet, whatever the error
+                    await asyncio.sleep(0.1)
+            orders = [urls, urls[1:] + urls[:1], urls[2:] + urls[:2], urls[::-1]]
+            for i in range(FAILOVER_NODES):
+                node = Node(
+                    Settings(name=f"f{i}", nats=orders[i], base=str(root / f"f{i}"), heartbeat=1.0)
+                )
+                await node.start()
+                nodes.append(node)
+            info = await bus.js.stream_info(f"KV_{bus.subjects.bucket('vlans')}")
+            leader = next(s for s in servers if s.server_name == info.cluster.leader)  # type: ignore[union-attr]
+            names = [n.name for n in nodes]
+            jobs = [
+                (names[(k + d) % FAILOVER_NODES], f"fo{k}") for k in range(aliases) for d in (0, 1)
+            ]
+            queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+            for job in jobs:
+                queue.put_nowait(job)
+            failed = 0
+            done = 0
+            latencies: list[float] = []
+            killed_at = 0.0
+            half = asyncio.Event()
+
+            async def allocate(node: str, alias: str) -> None:
+                nonlocal failed
+                assert bus is not None
+                for _ in range(600):
+                    try:
+                        replies = await bus.command(node, f"vm config net {alias}", idle_timeout=15)
+                        if not any(r.error for rep in replies for r in rep.responses):
+                            return
+                    except Exception:  # every failure is retried and counted
+                        pass
+                    failed += 1
+                    await asyncio.sleep(0.05)
+                raise SystemExit(f"bench: {alias} on {node} never allocated")
+
+            async def worker() -> None:
+                nonlocal done
+                while not queue.empty():
+                    node, alias = queue.get_nowait()
+                    t0 = time.perf_counter()
+                    await allocate(node, alias)
+                    latencies.append(time.perf_counter() - t0)
+                    done += 1
+                    if done >= len(jobs) // 2:
+                        half.set()
+
+            async def killer() -> None:
+                nonlocal killed_at
+                await half.wait()
+                assert leader.pid is not None
+                os.kill(leader.pid, signal.SIGKILL)
+                killed_at = time.perf_counter()
+                await leader.stop()
+
+            t0 = time.perf_counter()
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(4 * FAILOVER_NODES):
+                    tg.create_task(worker())
+                tg.create_task(killer())
+            elapsed = time.perf_counter() - t0
+            after = time.perf_counter() - killed_at
+            # every node's table, once its cache has caught up
+            tables = []
+            for name in names:
+                rows: list[list[str]] = []
+                for _ in range(300):
+                    (reply,) = await bus.command(name, "vlans")
+                    rows = [r for resp in reply.responses for r in resp.tabular or []]
+                    if len([r for r in rows if r[-2].startswith("fo")]) >= aliases:
+                        break
+                    await asyncio.sleep(0.1)
+                tables.append(sorted((r[-2], r[-1]) for r in rows if r[-2].startswith("fo")))
+        finally:
+            if bus is not None:
+                await bus.close()
+            for node in nodes:
+                await node.stop()
+            for server in servers:
+                await server.stop()
+    table = tables[0]
+    by_alias: dict[str, set[str]] = {}
+    for alias, vlan in table:
+        by_alias.setdefault(alias, set()).add(vlan)
+    vlan_list = [vlan for _, vlan in table]
+    duplicates = sum(len(v) - 1 for v in by_alias.values()) + len(vlan_list) - len(set(vlan_list))
+    return {
+        "failover_allocs_per_s": round(len(jobs) / elapsed, 1),
+        "failover_aliases": aliases,
+        "failover_commands": len(jobs),
+        "failover_nodes": FAILOVER_NODES,
+        "failover_servers": 3,
+        "failover_retried_attempts": failed,
+        "failover_duplicates": duplicates,
+        "failover_lost": aliases - len(by_alias),
+        "failover_nodes_agree": all(t == table for t in tables),
+        "failover_alloc_ms": percentiles(latencies),
+        "failover_after_kill_s": round(after, 2),
+    }
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--oneshot-runs", type=int, default=30)
@@ -387,6 +544,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--kvm", type=int, default=20, help="real guests (0: no VM bench)")
     parser.add_argument("--mesh-runs", type=int, default=200)
     parser.add_argument("--nic-vms", type=int, default=100, help="VMs whose NIC to attach")
+    parser.add_argument(
+        "--failover-aliases", type=int, default=300, help="aliases allocated through a failover"
+    )
     return parser.parse_args()
 
 
