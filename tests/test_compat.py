@@ -27,6 +27,9 @@ PASSING_AHEAD = {
     "vm_qmp",
     "taps_lifecycle",
     "bridge_trunk",
+    "cc_filter",
+    "tap_mirror_vm",
+    "capture",
 }
 
 
