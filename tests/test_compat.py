@@ -30,6 +30,11 @@ PASSING_AHEAD = {
     "cc_filter",
     "tap_mirror_vm",
     "capture",
+    "vm_hotplug",
+    "vm_screenshot",
+    "vm_migrate",
+    "vm_snapshot",
+    "ns_snapshot",
 }
 
 
