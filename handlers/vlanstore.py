@@ -326,6 +326,13 @@ class VlanStore:
         except nats.js.errors.KeyWrongLastSequenceError:
             return None
 
+    async def _get(self, key: str) -> KeyValue.Entry | None:
+        """The entry at ``key``; ``None`` when it does not exist (or was deleted)."""
+        try:
+            return await asyncio.wait_for(self._kv.get(key), TIMEOUT)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+
     async def _put(self, key: str, value: msgspec.Struct) -> int:
         return await asyncio.wait_for(self._kv.put(key, msgspec.json.encode(value)), TIMEOUT)
 
@@ -474,10 +481,19 @@ class VlanStore:
                 logger.info("adding VLAN alias %s//%s => %d", ns, alias, vlan)
                 await self._publish(ns, "add", alias, vlan)
                 return vlan
-            # another node made this alias first: give our VLAN back, use theirs
-            await self._delete(f"vlan.{vlan}", last=claim_rev)
-            entry = await asyncio.wait_for(self._kv.get(akey), TIMEOUT)
-            winner = msgspec.json.decode(entry.value or b"", type=_AliasValue).vlan
+            # another node made this alias first: use theirs, give our VLAN back
+            entry = await self._get(akey)
+            winner = (
+                msgspec.json.decode(entry.value or b"", type=_AliasValue).vlan
+                if entry is not None
+                else None
+            )
+            if winner != vlan:
+                await self._delete(f"vlan.{vlan}", last=claim_rev)
+            if entry is None or winner is None:
+                # the winner's alias is gone again (cleared, or lost in a
+                # server failover) before we could read it: start over
+                continue
             await self._sync(entry.revision or 0)
             return winner
 
