@@ -86,7 +86,11 @@ done
 @AGENT@
 sh
 """
-AGENT_LINE = "megabus agent -family unix -parent /cc >/megabus-agent.log 2>&1 &\n"
+#: megabus passes the VM's UUID in init's environment (there may be no DMI to read it from).
+AGENT_LINE = (
+    "megabus agent -family unix -parent /cc ${MEGABUS_UUID:+-uuid $MEGABUS_UUID} "
+    ">/megabus-agent.log 2>&1 &\n"
+)
 
 UDHCPC_SCRIPT = """\
 #!/bin/sh

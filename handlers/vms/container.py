@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from megabus.handlers.cc import cc_attach_unix, cc_detach
 from megabus.handlers.net.bridges import bridges_of
 from megabus.handlers.registry import CommandError
 from megabus.handlers.vmconf.config import VMConfig
@@ -386,6 +387,9 @@ class ContainerRuntime:
                 vm.launched = time.time()
                 await self.launch()
             logger.info("starting VM: %d", vm.id)
+            if vm.state == VMState.BUILDING and vm.config.backchannel:
+                # 2.8's Connect on a first start: the agent dials /cc in the container
+                await cc_attach_unix(self.state, vm, os.path.join(self.effective_path, "cc"))
             try:
                 await asyncio.to_thread(self._thaw)
             except OSError as err:
@@ -448,6 +452,7 @@ class ContainerRuntime:
         """Kill if needed, unmount the overlay, remove the instance directory and link."""
         async with self.lock:
             await self._close()
+            await cc_detach(self.state, self.vm)
             await self._unmount()
             await asyncio.to_thread(self._remove_files)
 
