@@ -28,6 +28,7 @@ from test_container_support import cnode as cnode
 from test_misc_support import MiniNode, transcript
 
 from megabus.handlers.vms.container_net import NETNS_DIR
+from megabus.handlers.vms.container_shim import DEFAULT_CAPS
 
 pytestmark = pytest.mark.timeout(180)
 #: The console's answer (the echoed command line has ``$(...)`` where this has values).
@@ -166,6 +167,23 @@ async def test_hostname_and_pid_namespace_seen_from_inside(
     assert os.readlink(os.path.join(NETNS_DIR, rt.netns)) == f"/proc/{pid}/ns/net"
     hostinfo = await column(cnode, "hostname")
     assert hostinfo == {"c0": "inner"}
+
+    # init runs with 2.8's capability set: no CAP_SYS_ADMIN, no CAP_SYS_MODULE
+    status = dict(line.split(":\t", 1) for line in read(f"/proc/{pid}/status").splitlines())
+    assert int(status["CapBnd"], 16) == DEFAULT_CAPS
+    assert int(status["CapEff"], 16) == DEFAULT_CAPS
+
+    # the console's TCP port: a new client gets the scrollback first
+    assert rt.console_port > 0
+    reader, writer = await asyncio.open_connection("127.0.0.1", rt.console_port)
+    try:
+        seen = b""
+        while ANSWER.search(seen) is None:
+            chunk = await asyncio.wait_for(reader.read(4096), 30)
+            assert chunk, f"console closed; got {seen!r}"
+            seen += chunk
+    finally:
+        writer.close()
 
 
 async def test_building_container_is_frozen_before_init_and_stop_freezes(
