@@ -357,3 +357,25 @@ async def test_bad_input_gets_clear_errors(
     assert errs == [f"vm shared2: filesystem conflict with vm shared: {minicccfs}"]
     # the node still serves
     assert await cnode.text("echo alive") == "alive"
+
+
+async def test_a_kill_during_a_launch_waits_for_it(
+    cnode: MiniNode, minicccfs: Path, tmp_path: Path
+) -> None:
+    gate = tmp_path / "go"
+    preinit = tmp_path / "wait.sh"
+    preinit.write_text(f"#!/bin/sh\nwhile [ ! -e {gate} ]; do sleep 0.05; done\n")
+    preinit.chmod(0o755)
+    await cnode.run(f"vm config filesystem {minicccfs}")
+    await cnode.run(f"vm config preinit {preinit}")
+    launch = asyncio.create_task(cnode.errors("vm launch container slow"))
+    await wait_for(lambda: any(vm.name == "slow" for vm in cnode.state.vms.vms.values()), "vm")
+    kill = asyncio.create_task(cnode.errors("vm kill slow"))
+    await asyncio.sleep(0)  # let the kill reach the VM's lock while preinit holds the launch
+    assert not kill.done()
+    gate.write_text("")
+    assert await launch == []
+    assert await kill == []
+    vm = vm_named(cnode, "slow")
+    assert vm.state.name == "QUIT"
+    assert not alive(vm.pid)

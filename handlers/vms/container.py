@@ -199,7 +199,14 @@ class ContainerRuntime:
     # -- launch ------------------------------------------------------------------
 
     async def launch(self) -> None:
-        """Start the container frozen; on failure the VM is in ERROR and this raises."""
+        """Start the container frozen; on failure the VM is in ERROR and this raises.
+
+        Holds the VM's lock, so a ``vm kill`` during a launch waits for it (as 2.8's).
+        """
+        async with self.lock:
+            await self._launch_locked()
+
+    async def _launch_locked(self) -> None:
         try:
             await self._launch()
         except CgroupError as err:
@@ -385,7 +392,7 @@ class ContainerRuntime:
                 vm.tags.pop("error", None)
                 vm.set_state(VMState.BUILDING)
                 vm.launched = time.time()
-                await self.launch()
+                await self._launch_locked()
             logger.info("starting VM: %d", vm.id)
             if vm.state == VMState.BUILDING and vm.config.backchannel:
                 # 2.8's Connect on a first start: the agent dials /cc in the container
