@@ -273,29 +273,42 @@ def install_python(root: Path) -> None:
             link.symlink_to(exe)
 
 
+def swap_in(new: Path, target: Path) -> None:
+    """Replace the directory ``target`` by ``new`` with two renames.
+
+    Running containers may use the image as their overlay's lower layer: a
+    path is then either the old tree or the new one, never missing for long.
+    """
+    old = target.with_name(f".{target.name}-old-{os.getpid()}")
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def install_code(root: Path) -> None:
     """The megabus packages and the third-party ones, in the image's site-packages."""
     exe, _, site = python_paths()
     dst_site = inside(root, site)
-    megabus = dst_site / "megabus"
-    if megabus.exists():
-        shutil.rmtree(megabus)
-    megabus.mkdir(parents=True)
+    dst_site.mkdir(parents=True, exist_ok=True)
+    megabus = Path(tempfile.mkdtemp(prefix=".megabus-", dir=dst_site))
+    megabus.chmod(0o755)
     for src in source_files():
-        rel = src.relative_to(REPO)
-        dst = megabus / rel
+        dst = megabus / src.relative_to(REPO)
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst)
+    swap_in(megabus, dst_site / "megabus")
     for pkg in PACKAGES:
         mod = __import__(pkg)
         src_dir = Path(mod.__file__ or "").parent
         target = dst_site / pkg
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(src_dir, target, ignore=shutil.ignore_patterns("__pycache__"))
-        for so in target.rglob("*.so"):
+        staged = dst_site / f".{pkg}-new-{os.getpid()}"
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(src_dir, staged, ignore=shutil.ignore_patterns("__pycache__"))
+        for so in staged.rglob("*.so"):
             for lib in shared_libs([so]):
                 copy_file(root, lib)
+        swap_in(staged, target)
     wrapper = root / "usr" / "bin" / "megabus"
     wrapper.write_text(MEGABUS_WRAPPER.format(python=exe))
     wrapper.chmod(0o755)
