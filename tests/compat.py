@@ -156,7 +156,7 @@ async def running_node(
 async def compat_node(nats_url: str) -> AsyncIterator[Bus]:
     """A node named ``compat`` with base ``/tmp/minimega`` on ``nats_url``; yields a client Bus."""
     os.environ[IMAGES_VAR] = str(IMAGES_DIR)
-    await asyncio.to_thread(IMAGES_DIR.mkdir, parents=True, exist_ok=True)
+    await build_images()
     # The scripts' outputs name /tmp/minimega, so every compat node on this
     # machine shares that base: take turns (another test run may be going on).
     lock = await asyncio.to_thread(_lock_base)
@@ -169,6 +169,17 @@ async def compat_node(nats_url: str) -> AsyncIterator[Bus]:
                 await bus.close()
     finally:
         lock.close()
+
+
+async def build_images() -> None:
+    """Build (or reuse, when current) the images the scripts name: ``$images/minicccfs``."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(REPO / "ops" / "images.py"), "--dest", str(IMAGES_DIR),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"ops/images.py failed:\n{out.decode(errors='replace')}")
 
 
 def _lock_base() -> IO[bytes]:

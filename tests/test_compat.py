@@ -35,6 +35,10 @@ PASSING_AHEAD = {
     "vm_migrate",
     "vm_snapshot",
     "ns_snapshot",
+    "container_lifecycle",
+    "container_volumes",
+    "vm_lifecycle_cc",
+    "cc",
 }
 
 
