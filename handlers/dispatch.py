@@ -62,6 +62,7 @@ FAMILIES = (
     "mesh",
     "host",
     "ns",
+    "dnsmasq",
 )
 
 Emit = Callable[[list[Response]], Awaitable[None]]
