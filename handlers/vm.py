@@ -129,7 +129,7 @@ async def schedule(ctx: Context) -> None:
             if q.type is VMType.CONTAINER:
                 vm.runtime = ContainerRuntime(vm, ctx.state)
             else:
-                vm.runtime = KvmRuntime(vm, ctx.state.settings)
+                vm.runtime = KvmRuntime(vm, ctx.state)
             t.add(vm)
             vms.append(vm)
     if vms:

@@ -26,14 +26,18 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qemu.qmp import ConnectError, ExecuteError, QMPClient, QMPError
 
 from megabus.config.settings import Settings
+from megabus.handlers.cc import cc_attach_serial, cc_detach
 from megabus.handlers.registry import CommandError
 from megabus.handlers.vms.model import VM, VMState
 from megabus.handlers.vms.qemu_args import final_args, go_join, qemu_args
+
+if TYPE_CHECKING:
+    from megabus.handlers.state import NodeState
 
 logger = logging.getLogger(__name__)
 
@@ -135,9 +139,10 @@ async def image_format(path: str) -> str:
 class KvmRuntime:
     """Drives one VM's QEMU process."""
 
-    def __init__(self, vm: VM, settings: Settings) -> None:
+    def __init__(self, vm: VM, state: NodeState) -> None:
         self.vm = vm
-        self.settings = settings
+        self.state = state
+        self.settings = state.settings
         self.proc: asyncio.subprocess.Process | None = None
         self.qmp: QMPClient | None = None
         self.lock = asyncio.Lock()
@@ -362,7 +367,12 @@ class KvmRuntime:
                 vm.tags.pop("error", None)
                 vm.set_state(VMState.BUILDING)
                 vm.launched = time.time()
+                self.hotplug.clear()  # a new QEMU has none of the old one's drives
                 await self.launch()
+            if vm.state == VMState.BUILDING and vm.config.backchannel:
+                # 2.8 connects cc on a VM's first start; the dialer keeps
+                # redialling the virtio-serial socket until the VM is flushed
+                await cc_attach_serial(self.state, vm, self.file("cc"))
             try:
                 await self.execute("cont")
             except CommandError as err:
@@ -403,6 +413,7 @@ class KvmRuntime:
     async def flush(self) -> None:
         """Remove the instance directory, the namespace link and the taps."""
         async with self.lock:
+            await cc_detach(self.state, self.vm)
             await self._close()
             if TAP_HOOKS is not None and self.taps:
                 await TAP_HOOKS.destroy(self.vm)

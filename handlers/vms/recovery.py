@@ -38,7 +38,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from megabus.config.settings import Settings
 from megabus.handlers.registry import CommandError, on_node_start
 from megabus.handlers.vmconf.config import VMConfig
 from megabus.handlers.vms.kvm import KILL_TIMEOUT, KvmRuntime
@@ -185,8 +184,8 @@ class RecoveredKvm(KvmRuntime):
     over.
     """
 
-    def __init__(self, vm: VM, settings: Settings) -> None:
-        super().__init__(vm, settings)
+    def __init__(self, vm: VM, state: NodeState) -> None:
+        super().__init__(vm, state)
         self.adopted_pid = 0
         self._pidfd = -1
 
@@ -289,7 +288,7 @@ async def recover_one(
             vm.type = other.vm_type
             await other.adopt(state, vm, found)
             return vm
-    runtime = RecoveredKvm(vm, state.settings)
+    runtime = RecoveredKvm(vm, state)
     runtime.taps = [n.tap for n in cfg.networks if n.tap]
     for i, disk in enumerate(cfg.disks):
         overlay = os.path.join(found.path, f"disk-{i}.qcow2")
