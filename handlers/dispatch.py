@@ -63,6 +63,7 @@ FAMILIES = (
     "host",
     "ns",
     "dnsmasq",
+    "qos",
 )
 
 Emit = Callable[[list[Response]], Awaitable[None]]
