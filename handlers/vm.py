@@ -266,7 +266,7 @@ async def vm_info(ctx: Context, cmd: Command) -> Result:
     """The ``vm info`` table (or its summary) of the namespace's VMs on this node."""
     columns = info.SUMMARY if cmd.flag("summary") else info.COLUMNS
     vms = table(ctx).in_namespace(ctx.namespace)
-    resp = ctx.table(list(columns), info.rows(vms, columns))
+    resp = ctx.table(list(columns), info.rows(vms, columns, ctx.state))
     resp.data = [info.data(vm) for vm in vms]
     return resp
 

@@ -39,6 +39,7 @@ PASSING_AHEAD = {
     "container_volumes",
     "vm_lifecycle_cc",
     "cc",
+    "vm_net",
 }
 
 

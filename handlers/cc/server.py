@@ -297,7 +297,7 @@ class CcServer:
     def _vm_info(self, conn: ClientConn, key: str) -> str:
         if conn.vm is None or key not in vm_info.COLUMNS:
             return ""
-        return vm_info.value(conn.vm, key)
+        return vm_info.value(conn.vm, key, self.state)
 
     def matches(self, filt: cc_filter.Filter | None, conn: ClientConn) -> bool:
         """Whether ``conn`` passes ``filt``, its VM's tags and ``vm info`` included."""

@@ -9,10 +9,13 @@ integer) for JSON mode.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from megabus.handlers.vmconf.config import go_bool, go_json_map, go_list
 from megabus.handlers.vms.model import VM, VMType
+
+if TYPE_CHECKING:
+    from megabus.handlers.state import NodeState
 
 #: ``vm info`` columns (without ``host``, which annotation adds).
 COLUMNS = [
@@ -66,8 +69,44 @@ def _list(items: list[str]) -> str:
     return "[" + ", ".join(items) + "]"
 
 
-def value(vm: VM, column: str) -> str:
-    """The text of one ``vm info`` cell."""
+def _vlans(vm: VM, state: NodeState | None) -> str:
+    """2.8's ``printVLAN`` per NIC: ``ALIAS (N)``, ``ns//ALIAS (N)``, ``N``, ``disconnected``."""
+    out = []
+    for nic in vm.config.networks:
+        if nic.vlan < 0:
+            out.append("disconnected")
+        elif state is not None:
+            out.append(state.vlans.print_vlan(vm.namespace, nic.vlan))
+        else:
+            out.append(nic.alias or str(nic.vlan))
+    return _list(out)
+
+
+def _bonded(vm: VM) -> set[int]:
+    return {i for bond in vm.config.bonds for i in bond.interfaces}
+
+
+def _qinq(vm: VM) -> str:
+    """QinQ taps (``tap (vlan)``), bonded ones replaced by their QinQ bond."""
+    nets = vm.config.networks
+    bonded = _bonded(vm)
+    items = [f"{n.tap} ({n.vlan})" for i, n in enumerate(nets) if n.qinq and i not in bonded]
+    items += [f"{b.name} ({b.vlan})" for b in vm.config.bonds if b.qinq and b.name]
+    return _list(items)
+
+
+def _bonds(vm: VM) -> str:
+    """``[bond (tap tap)]`` per bond."""
+    nets = vm.config.networks
+    items = []
+    for bond in vm.config.bonds:
+        taps = [nets[i].tap for i in bond.interfaces if 0 <= i < len(nets)]
+        items.append(f"{bond.name} ({' '.join(taps)})")
+    return _list(items)
+
+
+def value(vm: VM, column: str, state: NodeState | None = None) -> str:
+    """The text of one ``vm info`` cell; ``state`` resolves VLAN aliases."""
     cfg = vm.config
     if vm.type is VMType.KVM and column in _CONTAINER_ONLY:
         return "N/A"
@@ -84,15 +123,15 @@ def value(vm: VM, column: str) -> str:
         "uuid": lambda: vm.uuid,
         "cc_active": lambda: go_bool(CC_ACTIVE(vm) if CC_ACTIVE is not None else False),
         "pid": lambda: str(vm.pid),
-        "vlan": lambda: _list([n.alias or str(n.vlan) for n in nets]),
+        "vlan": lambda: _vlans(vm, state),
         "bridge": lambda: _list([n.bridge for n in nets]),
         "tap": lambda: _list([n.tap for n in nets]),
         "mac": lambda: _list([n.mac for n in nets]),
         "ip": lambda: _list([n.ip4 for n in nets]),
         "ip6": lambda: _list([n.ip6 for n in nets]),
         "qos": lambda: "[]",
-        "qinq": lambda: _list([f"{n.tap} ({n.vlan})" for n in nets if n.qinq]),
-        "bond": lambda: "[]",
+        "qinq": lambda: _qinq(vm),
+        "bond": lambda: _bonds(vm),
         "memory": lambda: str(cfg.memory),
         "vcpus": lambda: str(cfg.vcpus),
         "disks": lambda: f"[{' '.join(d.spec() for d in cfg.disks)}]",
@@ -113,16 +152,16 @@ def value(vm: VM, column: str) -> str:
         "preinit": lambda: cfg.preinit,
         "fifo": lambda: str(cfg.fifos),
         "volume": lambda: go_json_map(cfg.volume),
-        "console_port": lambda: "0",
+        "console_port": lambda: str(getattr(runtime, "console_port", 0)),
         "tags": lambda: go_json_map(vm.tags),
     }
     fn = simple.get(column)
     return fn() if fn is not None else "N/A"
 
 
-def rows(vms: list[VM], columns: list[str]) -> list[list[str]]:
+def rows(vms: list[VM], columns: list[str], state: NodeState | None = None) -> list[list[str]]:
     """One row per VM."""
-    return [[value(vm, c) for c in columns] for vm in vms]
+    return [[value(vm, c, state) for c in columns] for vm in vms]
 
 
 def data(vm: VM) -> dict[str, Any]:
