@@ -233,7 +233,7 @@ async def placed_vms(ctx: Context) -> dict[str, str]:
     return where
 
 
-async def schedule(ctx: Context, *, dry_run: bool = False) -> None:
+async def schedule(ctx: Context, *, dry_run: bool = False) -> ScheduleStat | None:
     """2.8's ``Namespace.Schedule``: place the queue (or use the dry-run's), then launch.
 
     Raises:
@@ -247,8 +247,7 @@ async def schedule(ctx: Context, *, dry_run: bool = False) -> None:
         raise CommandError("namespace must contain at least one queued VM to launch VMs")
     if ns.assignment is not None and not dry_run:
         assignment, ns.assignment = ns.assignment, None
-        await dispatch(ctx, assignment)
-        return
+        return await dispatch(ctx, assignment)
     loads = await host_loads(ctx)
     if any(q.config.colocate for q in ns.vm_queue):
         where = await placed_vms(ctx)
@@ -261,8 +260,8 @@ async def schedule(ctx: Context, *, dry_run: bool = False) -> None:
     assignment = place(list(ns.vm_queue), loads, ns.host_sort_by)
     if dry_run:
         ns.assignment = assignment
-        return
-    await dispatch(ctx, assignment)
+        return None
+    return await dispatch(ctx, assignment)
 
 
 async def dispatch(ctx: Context, assignment: dict[str, list[QueuedVMs]]) -> ScheduleStat:
@@ -302,23 +301,10 @@ async def dispatch(ctx: Context, assignment: dict[str, list[QueuedVMs]]) -> Sche
 
 
 async def launch_here(ctx: Context, queued: list[QueuedVMs]) -> list[str]:
-    """Launch ``queued`` on this node with the VM family's launcher; the error texts.
+    """Launch ``queued`` on this node with the VM family's launcher; the error texts."""
+    from megabus.handlers import vm  # the VM family imports this module
 
-    The VM family launches "the namespace's queue", so the queue is lent to
-    it for the synchronous start of the call (it takes the queue before its
-    first await) and whatever was queued meanwhile is kept.
-    """
-    from megabus.handlers import vm  # the VM family; imported late (it imports much)
-
-    ns = ctx.ns
-    waiting, ns.vm_queue = ns.vm_queue, list(queued)
-    try:
-        await vm.schedule(ctx)
-    except CommandError as err:
-        return str(err).split("\n")
-    finally:
-        ns.vm_queue = waiting + ns.vm_queue
-    return []
+    return await vm.launch(ctx, queued)
 
 
 def launch_subject(bus: Bus, node: str) -> str:

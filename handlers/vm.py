@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from megabus.cli.language.command import LanguageError
 from megabus.cli.language.ranges import expand
+from megabus.handlers import schedule as scheduler
 from megabus.handlers.namespace import on_destroy
+from megabus.handlers.progress import progress
 from megabus.handlers.registry import CommandError, Result, command, on_clear_all, on_node_stop
 from megabus.handlers.vmconf.config import VMConfig
 from megabus.handlers.vms import devices, info, screenshot, snapshot, top
@@ -100,13 +102,16 @@ def queue(ctx: Context, arg: str, vm_type: VMType, cfg: VMConfig) -> None:
     ctx.ns.vm_queue.append(QueuedVMs(names=names, type=vm_type, config=cfg))
 
 
-async def schedule(ctx: Context) -> None:
-    """Launch the namespace's queue on this node; raise every launch error, joined."""
-    pending, ctx.ns.vm_queue = ctx.ns.vm_queue, []
+async def launch(ctx: Context, queued: list[QueuedVMs]) -> list[str]:
+    """Create and launch ``queued`` on this node, all at once; the launch errors.
+
+    A VM whose launch fails stays in the table in ERROR (with its ``error``
+    tag), as in 2.8; unlike 2.8, the errors are also returned for the user.
+    """
     vms: list[VM] = []
     errors: list[str] = []
     t = table(ctx)
-    for q in pending:
+    for q in queued:
         if q.type is VMType.CONTAINER:
             try:
                 check_config(q.config)
@@ -132,18 +137,29 @@ async def schedule(ctx: Context) -> None:
                 vm.runtime = KvmRuntime(vm, ctx.state)
             t.add(vm)
             vms.append(vm)
-    if vms:
-        logger.info("launching %d vms", len(vms))
-        results = await asyncio.gather(*(vm.runtime.launch() for vm in vms), return_exceptions=True)
-        for vm, res in zip(vms, results, strict=True):
-            if isinstance(res, CommandError):
-                errors.append(f"vm {vm.name}: {res}")
-            elif isinstance(res, BaseException):
-                logger.error("vm %d: launch failed", vm.id, exc_info=res)
-                vm.set_error(f"{type(res).__name__}: {res}")
-                errors.append(f"vm {vm.name}: {vm.tags['error']}")
-    if errors:
-        raise CommandError("\n".join(errors))
+    if not vms:
+        return errors
+    logger.info("launching %d vms", len(vms))
+    async with progress(ctx, "vm launch") as p:
+        done = 0
+
+        async def one(vm: VM) -> None:
+            nonlocal done
+            try:
+                await vm.runtime.launch()
+            finally:
+                done += 1
+                p.update(f"launched {done}/{len(vms)} VMs", done / len(vms))
+
+        results = await asyncio.gather(*(one(vm) for vm in vms), return_exceptions=True)
+    for vm, res in zip(vms, results, strict=True):
+        if isinstance(res, CommandError):
+            errors.append(f"vm {vm.name}: {res}")
+        elif isinstance(res, BaseException):
+            logger.error("vm %d: launch failed", vm.id, exc_info=res)
+            vm.set_error(f"{type(res).__name__}: {res}")
+            errors.append(f"vm {vm.name}: {vm.tags['error']}")
+    return errors
 
 
 # -- launch, start, stop, kill, flush, info ----------------------------------------------
@@ -172,7 +188,11 @@ async def vm_launch(ctx: Context, cmd: Command) -> Result:
         queue(ctx, cmd.arg("name"), vm_type, cfg)
         if ctx.ns.queueing:
             return None
-    await schedule(ctx)
+    # the namespace's scheduler places the queue on its hosts (least loaded
+    # first) and launches each host's share there
+    stat = await scheduler.schedule(ctx)
+    if stat is not None and stat.errors:
+        raise CommandError("\n".join(stat.errors))
     return None
 
 

@@ -102,3 +102,24 @@ async def test_dry_run_dump_mv_then_launch_where_placed(nats_url: str, tmp_path:
         assert [row[2:] for row in status.tabular or []] == [["completed", "4", "0", "4", "2"]]
         # the remote VMs count on their host
         assert await c.text("b", "mesh send b host vms") == "3"
+
+
+async def test_vm_launch_spreads_a_namespace_over_its_hosts(nats_url: str, tmp_path: Path) -> None:
+    ns = "namespace spread"
+    async with cluster(nats_url, tmp_path, ["a", "b"]) as c:
+        await c.ok("a", f"{ns} ns add-hosts localhost")
+        assert await c.text("a", f"{ns} ns hosts") == "a,b"
+        await c.ok("a", f"{ns} vm launch kvm s[0-3]")
+        info = await c.responses("a", f"{ns} .columns name,state vm info")
+        placed = sorted((row[0], row[1], r.host) for r in info for row in r.tabular or [])
+        # least loaded first: the two empty hosts take turns
+        assert [p[1] for p in placed] == ["BUILDING"] * 4
+        assert sorted(h for _, _, h in placed) == ["a", "a", "b", "b"]
+        # and a launch error on one host is reported, the VM still shown in ERROR
+        await c.ok("a", f"{ns} vm config qemu /nonexistent/qemu")
+        errs = await c.errors("a", f"{ns} vm launch kvm bad")
+        assert len(errs) == 1
+        assert errs[0].startswith("vm bad: ")
+        info = await c.responses("a", f"{ns} .columns state .filter name=bad vm info")
+        assert [row for r in info for row in r.tabular or []] == [["ERROR"]]
+        await c.ok("a", f"clear namespace {ns.split()[1]}")
