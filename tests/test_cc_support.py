@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,23 @@ from megabus.handlers.cc import cc_node
 from megabus.handlers.state import NodeState
 
 NODE = "ccnode"
+REPO = Path(__file__).resolve().parent.parent
+#: Where ``ops/guest_image.py`` keeps the guest kernel and initrd between runs.
+IMAGES = REPO / "build" / "images"
+
+
+def guest_image(dest: Path = IMAGES) -> tuple[Path, Path]:
+    """``miniccc.kernel`` and ``miniccc.initrd``, built (or found current) by the real builder."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "ops" / "guest_image.py"), "--dest", str(dest)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert proc.returncode == 0, f"ops/guest_image.py failed:\n{proc.stderr}"
+    folder = Path(proc.stdout.strip())
+    return folder / "miniccc.kernel", folder / "miniccc.initrd"
 
 
 def free_port() -> int:
@@ -125,4 +143,4 @@ async def cc_world(nats_url: str, base: Path) -> AsyncIterator[CcWorld]:
             await bus.close()
 
 
-__all__ = ["CcWorld", "cc_world", "free_port", "stop", "wait_for"]
+__all__ = ["CcWorld", "cc_world", "free_port", "guest_image", "stop", "wait_for"]
