@@ -17,6 +17,8 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from megabus.bus.messages import CommandRequest
+from megabus.handlers import fanout
 from megabus.handlers.registry import CommandError, Result, command, on_clear_all
 from megabus.handlers.state import DEFAULT_NAMESPACE
 
@@ -124,8 +126,29 @@ async def clear_namespace(ctx: Context, cmd: Command) -> Result:
     if not name:
         _set_active(ctx, DEFAULT_NAMESPACE)
         return None
-    await destroy(ctx, name)
-    return None
+    local_error = ""
+    try:
+        await destroy(ctx, name)
+    except CommandError as err:
+        local_error = str(err)
+    if ctx.source or ctx.bus is None:
+        if local_error:
+            raise CommandError(local_error)
+        return None
+    # 2.8 destroys the namespace locally, then on every other node of the mesh,
+    # where "unknown namespace" is no error: the namespace may never have been there
+    peers = fanout.peers(ctx.state)
+    req = CommandRequest(line=cmd.original, source="meshage", record=False)
+    remote = await fanout.gather(ctx.state, ctx.bus, peers, req) if peers else {}
+    errors = [
+        r for rs in remote.values() for r in rs
+        if r.error and not r.error.startswith("unknown namespace:")
+    ]  # fmt: skip
+    if local_error and (len(remote) == 0 or all(
+        any(r.error.startswith("unknown namespace:") for r in rs) for rs in remote.values()
+    )):  # fmt: skip
+        raise CommandError(local_error)
+    return errors or None
 
 
 async def destroy(ctx: Context, name: str) -> None:

@@ -162,3 +162,16 @@ async def test_mesh_dot_writes_the_graph(nats_url: str, tmp_path: Path) -> None:
         text = path.read_text()
         assert text.startswith("graph minimega {")
         assert '"a" -- "b";' in text
+
+
+async def test_clear_namespace_reaches_every_node(nats_url: str, tmp_path: Path) -> None:
+    async with cluster(nats_url, tmp_path, ["a", "b"]) as c:
+        await c.ok("a", "namespace exp ns add-hosts localhost")
+        await c.ok("a", "namespace exp vm launch kvm v[0-3]")
+        assert await c.text("b", "namespace exp .columns name vm info") != ""
+        await c.ok("a", "clear namespace exp")
+        # gone on b too: its VMs were killed and flushed with it
+        assert await c.text("b", "namespace exp .columns name vm info") == ""
+        assert await c.text("a", "namespace exp .columns name vm info") == ""
+        # a namespace no node knows is still an error
+        assert await c.errors("a", "clear namespace nosuch") == ["unknown namespace: nosuch"]
