@@ -64,6 +64,7 @@ FAMILIES = (
     "ns",
     "dnsmasq",
     "qos",
+    "net.iplearn",
 )
 
 Emit = Callable[[list[Response]], Awaitable[None]]
