@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from megabus.handlers.mesh import go_duration
@@ -83,9 +84,49 @@ def _read_host() -> dict[str, Any]:
     return out
 
 
+def _tap_bytes(names: list[str]) -> tuple[int, int]:
+    """Bytes received and sent so far by the taps ``names`` (gone ones count 0)."""
+    rx = tx = 0
+    for name in names:
+        base = f"/sys/class/net/{name}/statistics/"
+        try:
+            with open(base + "rx_bytes") as fh:
+                rx += int(fh.read())
+            with open(base + "tx_bytes") as fh:
+                tx += int(fh.read())
+        except (OSError, ValueError):
+            continue
+    return rx, tx
+
+
+def _tap_names(state: NodeState) -> list[str]:
+    net = state.extra.get("net")
+    if net is None:
+        return []
+    return [name for br in net.info() for name in br.taps]
+
+
+async def bandwidth(state: NodeState) -> tuple[float, float]:
+    """RX and TX of the node's taps in MB/s since the previous call (2.8's tap bandwidth).
+
+    The first call has no previous sample and reports 0.0, as 2.8 does until
+    its collector has two readings.
+    """
+    now = time.monotonic()
+    rx, tx = await asyncio.to_thread(_tap_bytes, _tap_names(state))
+    last = state.extra.get("host.bandwidth")
+    state.extra["host.bandwidth"] = (now, rx, tx)
+    if not isinstance(last, tuple) or now <= last[0]:
+        return 0.0, 0.0
+    secs = now - last[0]
+    mb = 1024 * 1024
+    return max(rx - last[1], 0) / secs / mb, max(tx - last[2], 0) / secs / mb
+
+
 async def stats(state: NodeState) -> dict[str, Any]:
     """2.8's ``HostStats`` of this node, as a JSON-friendly dict."""
     host = await asyncio.to_thread(_read_host)
+    rx, tx = await bandwidth(state)
     cpu = mem = net = 0
     limit = -1
     vms = list(state.vms.vms.values())
@@ -104,9 +145,8 @@ async def stats(state: NodeState) -> dict[str, Any]:
         "load": host["load"],
         "memused": host["memused"],
         "memtotal": host["memtotal"],
-        # tap bandwidth sampling is not kept by this node yet
-        "rx": 0.0,
-        "tx": 0.0,
+        "rx": rx,
+        "tx": tx,
         "vms": len(vms),
         "vmlimit": limit,
         "cpucommit": cpu,

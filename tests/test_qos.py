@@ -58,8 +58,11 @@ async def qdisc(tap: str) -> dict[str, object]:
 
 
 async def column(node: MiniNode) -> str:
+    """The ``qos`` cell of ``vm info`` (the node has one VM)."""
+    text = await node.text(".annotate false .headers false .columns qos vm info")
     vm = next(iter(node.state.vms.vms.values()))
-    return "[" + ", ".join(tcq.describe(vm)) + "]"
+    assert text == "[" + ", ".join(tcq.describe(vm)) + "]"
+    return text
 
 
 async def test_rate_shapes_the_tap_and_netem_is_reported_missing(qnode: MiniNode) -> None:

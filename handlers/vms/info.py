@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from megabus.handlers.net.qos import describe as qos_entries
 from megabus.handlers.vmconf.config import go_bool, go_json_map, go_list
 from megabus.handlers.vms.model import VM, VMType
 
@@ -129,7 +130,7 @@ def value(vm: VM, column: str, state: NodeState | None = None) -> str:
         "mac": lambda: _list([n.mac for n in nets]),
         "ip": lambda: _list([n.ip4 for n in nets]),
         "ip6": lambda: _list([n.ip6 for n in nets]),
-        "qos": lambda: "[]",
+        "qos": lambda: _list(qos_entries(vm)),
         "qinq": lambda: _qinq(vm),
         "bond": lambda: _bonds(vm),
         "memory": lambda: str(cfg.memory),
