@@ -19,6 +19,7 @@ import random
 from collections.abc import Sequence
 
 from pyroute2 import IPRoute
+from pyroute2.ethtool import Ethtool
 from pyroute2.netlink.exceptions import NetlinkError
 
 from megabus.handlers.net import taps as links
@@ -78,14 +79,38 @@ def unlink_netns(name: str) -> None:
         os.unlink(os.path.join(NETNS_DIR, name))
 
 
+#: Offloads that leave a checksum for hardware to fill in; nothing fills it in
+#: on Open vSwitch's userspace datapath, which drops such UDP and TCP.
+_TX_CSUM = ("tx-checksum-ip-generic", "tx-checksum-ipv4", "tx-checksum-ipv6", "tx-checksum-sctp")
+
+
+def _no_tx_checksum_offload(ifname: str) -> None:
+    ethtool = Ethtool()
+    try:
+        features = ethtool.get_features(ifname)
+        for name in _TX_CSUM:
+            feature = features.features.get(name)
+            if feature is not None and feature.enable:
+                feature.enable = False
+        ethtool.set_features(ifname, features)
+    finally:
+        ethtool.close()
+
+
 def _create_veth(host: str, guest: str, mac: str, pid: int) -> None:
+    # The guest end starts in this namespace under a temporary name, so its
+    # checksum offload can be turned off; one request then moves it into the
+    # container and gives it its name.
+    temp = f"{host}g"[-15:]
     with IPRoute() as ipr:
-        ipr.link(
-            "add",
-            ifname=host,
-            kind="veth",
-            peer={"ifname": guest, "net_ns_pid": pid, "address": mac},
-        )
+        ipr.link("add", ifname=host, kind="veth", peer={"ifname": temp, "address": mac})
+        try:
+            _no_tx_checksum_offload(temp)
+            peer = ipr.link_lookup(ifname=temp)[0]
+            ipr.link("set", index=peer, net_ns_pid=pid, ifname=guest)
+        except BaseException:
+            ipr.link("del", ifname=host)
+            raise
         index = ipr.link_lookup(ifname=host)[0]
         ipr.link("set", index=index, state="up")
 
