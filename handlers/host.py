@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from megabus.handlers.mesh import go_duration
 from megabus.handlers.registry import Result, command
+from megabus.handlers.vms.kvm import resolve_accel
 from megabus.handlers.vms.model import VMState
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ COLUMNS = (
     "cpus", "load", "memused", "memtotal", "rx", "tx", "vms", "vmlimit",
     "cpucommit", "memcommit", "netcommit", "uptime",
 )  # fmt: skip
+#: Single-field forms beyond the table: 2.8's ``name``, and ``accel`` (ours).
+EXTRA = ("name", "accel")
 #: States whose VMs hold CPUs, memory and NICs.
 _GONE = VMState.QUIT | VMState.ERROR
 
@@ -51,6 +54,7 @@ _LONG = """Report information about hosts in the current namespace:
 - uptime     : uptime
 - vms        : number of VMs
 - vmlimit    : limit based on coschedule values (-1 is no limit)
+- accel      : how KVM guests run here: kvm, or tcg (software) without /dev/kvm
 
 All VM-based stats are computed across namespaces."""
 
@@ -153,6 +157,8 @@ async def stats(state: NodeState) -> dict[str, Any]:
         "memcommit": mem,
         "netcommit": net,
         "uptime": host["uptime"],
+        # not a 2.8 column: how this node runs KVM guests (kvm, or tcg without /dev/kvm)
+        "accel": resolve_accel(state.settings),
     }
 
 
@@ -168,7 +174,7 @@ def show(stats: dict[str, Any], key: str) -> str:
 
 @command(
     "host",
-    *(f"host <{key},>" for key in sorted((*COLUMNS, "name"))),
+    *(f"host <{key},>" for key in sorted((*COLUMNS, *EXTRA))),
     short="report information about hosts",
     long=_LONG,
     kind="broadcast",
@@ -176,7 +182,7 @@ def show(stats: dict[str, Any], key: str) -> str:
 async def host(ctx: Context, cmd: Command) -> Result:
     """The whole row, or one field as a simple response; ``data`` holds every field."""
     values = await stats(ctx.state)
-    for key in (*COLUMNS, "name"):
+    for key in (*COLUMNS, *EXTRA):
         if cmd.flag(key):
             resp = ctx.respond(show(values, key))
             break

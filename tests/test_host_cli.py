@@ -62,3 +62,9 @@ def test_go_durations() -> None:
     assert go_duration(3600 * 26 + 5) == "26h0m5s"
     assert go_duration(0.5) == "500ms"
     assert go_duration(0) == "0s"
+
+
+async def test_host_accel_says_how_kvm_guests_run(nats_url: str, tmp_path: Path) -> None:
+    async with cluster(nats_url, tmp_path, ["a"]) as c:
+        want = "kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "tcg"
+        assert await c.text("a", "host accel") == want
