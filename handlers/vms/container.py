@@ -6,9 +6,12 @@ and, with ``snapshot true``, the overlay ``megamount_<id>`` (lower: the
 filesystem, upper ``<inst>/fs``, work ``<inst>/fs_work``, mounted on
 ``<inst>/fs``) so the filesystem itself never changes. The ``name``,
 ``config``, ``uuid`` and ``fifoN`` files are written, and the shim
-(:mod:`container_shim`) starts on a fresh pty. When it is ready, the NICs are
-made (:mod:`container_net`), the container is frozen and released: it stays
+(:mod:`container_shim`) starts; its monitor process serves the console
+(``console_port`` is written too). When it is ready, the NICs are made
+(:mod:`container_net`), the container is frozen and released: it stays
 BUILDING, frozen just before exec'ing init, until ``vm start`` thaws it.
+Nothing a running container needs is held by the node, so containers
+survive a node killed with SIGKILL (see :mod:`container_recovery`).
 
 Stop/start freeze and thaw the cgroup. Kill sends SIGKILL to the container's
 pid 1 (which takes its whole pid namespace along), thaws so the signal lands,
@@ -44,7 +47,7 @@ from megabus.handlers.vmconf.config import VMConfig
 from megabus.handlers.vms import container_net
 from megabus.handlers.vms import container_sys as sc
 from megabus.handlers.vms.container_cgroup import Cgroup, CgroupError, node_key
-from megabus.handlers.vms.container_console import Console
+from megabus.handlers.vms.container_monitor import GO
 from megabus.handlers.vms.container_shim import Spec
 from megabus.handlers.vms.model import VM, VMState, VMType
 
@@ -96,7 +99,6 @@ class ContainerRuntime:
         #: The root the container sees: ``<inst>/fs`` with snapshot, else the filesystem.
         self.effective_path = ""
         self.cgroup: Cgroup | None = None
-        self.console: Console | None = None
         self.console_port = 0
         self.netns = ""
         self.taps: list[str] = []
@@ -237,7 +239,6 @@ class ContainerRuntime:
         await asyncio.to_thread(cgroup.create, cfg.vcpus, cfg.memory)
         await asyncio.to_thread(self._prepare_files)
 
-        master, slave = os.openpty()
         status_r, status_w = os.pipe()
         go_r, go_w = os.pipe()
         spec = Spec(
@@ -260,36 +261,37 @@ class ContainerRuntime:
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *argv,
-                stdin=slave,
-                stdout=slave,
-                stderr=slave,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
                 pass_fds=(status_w, go_r),
                 cwd=self.path,
                 start_new_session=True,  # a ^C to the node must not reach the containers
             )
         except OSError as err:
-            for fd in (master, status_r, go_w):
+            for fd in (status_r, go_w):
                 os.close(fd)
             raise CommandError(f"start container: {err}") from err
         finally:
-            for fd in (slave, status_w, go_r):
+            for fd in (status_w, go_r):
                 os.close(fd)
         self._cleaned = asyncio.Event()
         self._spawn(self._watch(self.proc), f"vm{vm.id}-watch")
-        self.console = Console(master, os.path.join(self.path, "console"), f"vm {vm.id}")
-        await self.console.start()
-        self.console_port = self.console.port
         try:
             await self._until_ready(status_r)
+            await asyncio.to_thread(self._write_file, "console_port", str(self.console_port))
             await self._network()
             await asyncio.to_thread(cgroup.freeze)
             if not await _poll(cgroup.frozen, FREEZE_TIMEOUT):
                 raise CommandError(f"freezer: vm {vm.id} did not freeze")
+            # the container goes on to exec init once thawed; closing without
+            # this tells the monitor the launch failed, and it kills the container
+            os.write(go_w, GO)
         finally:
-            os.close(go_w)  # the container goes on to exec init once thawed
+            os.close(go_w)
 
     async def _until_ready(self, status_fd: int) -> None:
-        """Read the shim's status lines until ``ready``; sets the VM's pid."""
+        """Read the shim's status lines until ``pid``, ``console`` and ``ready`` came."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
         pipe = os.fdopen(status_fd, "rb", buffering=0)
@@ -297,6 +299,7 @@ class ContainerRuntime:
             lambda: asyncio.StreamReaderProtocol(reader), pipe
         )
         error = ""
+        console = ready = False
         try:
             while True:
                 raw = await reader.readline()
@@ -306,11 +309,16 @@ class ContainerRuntime:
                 if kind == "pid":
                     self.vm.pid = int(text)
                     logger.debug("vm %d has pid %s", self.vm.id, text)
+                elif kind == "console":
+                    self.console_port = int(text)
+                    console = True
                 elif kind == "log":
                     logger.info("vm %d: containerShim: %s", self.vm.id, text)
                 elif kind == "error":
                     error = text
-                elif kind == "ready" and self.vm.pid:
+                elif kind == "ready":
+                    ready = True
+                if ready and console and self.vm.pid:
                     return
         finally:
             transport.close()
@@ -328,8 +336,11 @@ class ContainerRuntime:
         await asyncio.to_thread(self._write_taps)
 
     def _write_taps(self) -> None:
-        with open(os.path.join(self.path, "taps"), "w") as f:
-            f.write("\n".join(self.taps))
+        self._write_file("taps", "\n".join(self.taps))
+
+    def _write_file(self, name: str, text: str) -> None:
+        with open(os.path.join(self.path, name), "w") as f:
+            f.write(text)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -340,22 +351,23 @@ class ContainerRuntime:
     async def _watch(self, proc: asyncio.subprocess.Process) -> None:
         """When the container ends: release what it held, then QUIT (or ERROR)."""
         try:
-            code = await proc.wait()
-            logger.info("vm %d exited (%s)", self.vm.id, code)
-            await self._release()
-            if self.vm.state & (VMState.BUILDING | VMState.RUNNING | VMState.PAUSED):
-                if code != 0 and not self._killing:
-                    self.vm.set_error(f"killed container: exit status {code}")
-                else:
-                    self.vm.set_state(VMState.QUIT)
+            await self._exited(await proc.wait())
         finally:
             self._cleaned.set()
 
+    async def _exited(self, code: int | None) -> None:
+        """Release, then QUIT (ERROR for a failure); ``code`` is None when it is not known."""
+        logger.info("vm %d exited (%s)", self.vm.id, code)
+        await self._release()
+        if self.vm.state & (VMState.BUILDING | VMState.RUNNING | VMState.PAUSED):
+            if code and not self._killing:
+                self.vm.set_error(f"killed container: exit status {code}")
+            else:
+                self.vm.set_state(VMState.QUIT)
+
     async def _release(self) -> None:
-        """Console, netns link, taps and cgroups of an exited container."""
-        if self.console is not None:
-            await self.console.close()
-            self.console = None
+        """Netns link, taps and cgroups of an exited container (its monitor closed the console)."""
+        self.console_port = 0
         if self.netns:
             await asyncio.to_thread(container_net.unlink_netns, self.netns)
             self.netns = ""

@@ -5,6 +5,10 @@ As in 2.8: everything the container writes goes to a 1920-byte scrollback
 scrollback; what clients type goes to the pty. The TCP listener takes any
 address on a kernel-chosen port (``console_port`` in ``vm info``), as 2.8's
 ``:0`` does; it is dual-stack where the host has IPv6.
+
+The container monitor (:mod:`container_monitor`, the shim's parent process)
+runs it, not the node, so the console and the shell on it outlive a node
+killed with SIGKILL. Standard library only, like the shim.
 """
 
 from __future__ import annotations
@@ -50,29 +54,55 @@ class Console:
         self.scrollback = bytearray()
         self._clients: set[asyncio.StreamWriter] = set()
         self._servers: list[asyncio.Server] = []
+        self._socks: list[socket.socket] = []
         self._handlers: set[asyncio.Task[None]] = set()
         self._reading = False
         self._closed = False
 
+    def bind(self) -> None:
+        """Make the listening sockets now (blocking; a failure is logged, as in 2.8).
+
+        Separate from :meth:`start` so the container monitor can bind before it
+        leaves the host's network namespace: a socket stays in the namespace it
+        was made in, so the TCP port is the host's.
+        """
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.unix_path)
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(self.unix_path)
+                sock.listen(16)
+            except OSError:
+                sock.close()
+                raise
+            self._socks.append(sock)
+        except OSError as err:
+            logger.error("could not start unix domain socket console on %s: %s", self.name, err)
+        try:
+            sock = _tcp_socket()
+            sock.listen(16)
+            self._socks.append(sock)
+            self.port = int(sock.getsockname()[1])
+        except OSError as err:
+            logger.error("failed to open tcp socket for container console %s: %s", self.name, err)
+
     async def start(self) -> None:
-        """Read the pty and listen; a listener that cannot start is logged, as in 2.8."""
+        """Read the pty and serve the sockets (bound here unless :meth:`bind` ran)."""
+        if not self._socks:
+            self.bind()
         os.set_blocking(self.master, False)
         loop = asyncio.get_running_loop()
         loop.add_reader(self.master, self._on_output)
         self._reading = True
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.unix_path)
-        try:
-            self._servers.append(await asyncio.start_unix_server(self._serve, self.unix_path))
-        except OSError as err:
-            logger.error("could not start unix domain socket console on %s: %s", self.name, err)
-        try:
-            server = await asyncio.start_server(self._serve, sock=_tcp_socket())
+        socks, self._socks = self._socks, []
+        for sock in socks:
+            if sock.family == socket.AF_UNIX:
+                server = await asyncio.start_unix_server(self._serve, sock=sock)
+            else:
+                server = await asyncio.start_server(self._serve, sock=sock)
+                logger.info("container console for %s listening on port %d", self.name, self.port)
             self._servers.append(server)
-            self.port = int(server.sockets[0].getsockname()[1])
-            logger.info("container console for %s listening on port %d", self.name, self.port)
-        except OSError as err:
-            logger.error("failed to open tcp socket for container console %s: %s", self.name, err)
 
     def _on_output(self) -> None:
         try:
@@ -150,6 +180,8 @@ class Console:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+        for sock in self._socks:
+            sock.close()
         with contextlib.suppress(OSError):
             os.close(self.master)
         with contextlib.suppress(FileNotFoundError):

@@ -1,8 +1,8 @@
 """The container shim: 2.8's ``minimega CONTAINER ...`` entry point, in Python.
 
 The node runs ``python -m megabus.handlers.vms.container_shim <spec JSON>``
-with the console pty on fds 0-2 and two pipes: a status pipe (shim -> node,
-one line per message) and a go pipe (node -> shim).
+with two pipes: a status pipe (shim -> node, one line per message) and a go
+pipe (node -> shim). The shim makes the console pty itself.
 
 Why a Python module and not ``unshare``/``nsenter``: 2.8's steps (mounts,
 device nodes, preinit, fifos, cgroup join, chroot, capability drop, the
@@ -14,9 +14,12 @@ each failure as one clear line, and imports only the standard library.
 
 Python cannot ``clone()`` with namespace flags, so the shim ``unshare``\\ s
 (mount, uts, ipc, net, pid) and forks: the child is pid 1 of the new pid
-namespace and becomes the container; the parent (the *monitor*) reports the
-child's host pid (``pid N``), waits for it and exits with its status, so the
-node learns when the container ends. The child:
+namespace and becomes the container; the parent, the *monitor*
+(:mod:`container_monitor`), reports the child's host pid (``pid N``) and the
+console's TCP port (``console N``), then serves the console and the freeze
+hand-shake, waits for the child and exits with its status. The monitor runs
+in its own session and holds nothing of the node's, so a node killed with
+SIGKILL leaves its containers running for ``-recover``. The child:
 
 1. sets the hostname;
 2. makes ``/`` a recursive slave and bind-mounts the filesystem onto itself;
@@ -33,14 +36,16 @@ node learns when the container ends. The child:
 11. masks ``/proc/kcore`` (if present);
 12. joins the cgroups the node prepared (limits are set by the node);
 13. chroots and drops capabilities to 2.8's set;
-14. says ``ready`` and blocks on the go pipe: the node freezes it, then
-    closes the pipe; the read returns once the container is thawed;
+14. says ``ready`` and blocks on the monitor's hold pipe: the node freezes
+    it, then says go; the monitor closes the pipe and the read returns once
+    the container is thawed;
 15. execs init, with ``MEGABUS_UUID`` as its only environment variable
     (2.8 passes none; the agent needs the UUID where there is no DMI).
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
@@ -55,6 +60,8 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from megabus.handlers.vms import container_sys as sc
+from megabus.handlers.vms.container_console import Console
+from megabus.handlers.vms.container_monitor import Monitor
 
 #: 2.8's DEFAULT_CAPS: what a full-system container needs and nothing more.
 DEFAULT_CAPS = sum(
@@ -326,7 +333,7 @@ def setup(spec: Spec, status: TextIO) -> None:
             raise SetupError(f"{name}: {err}") from None
 
 
-def container(spec: Spec, status: TextIO) -> None:
+def container(spec: Spec, status: TextIO, hold_fd: int) -> None:
     """The child: pid 1 of the new namespaces. Never returns."""
     try:
         # the monitor dies only when we do, or when it is killed: take us along
@@ -339,8 +346,8 @@ def container(spec: Spec, status: TextIO) -> None:
         _say(status, "error", str(err))
         os._exit(1)
     _say(status, "ready", "")
-    # Frozen by the node while blocked here; EOF arrives once thawed.
-    while os.read(spec.go_fd, 1):
+    # Frozen by the node while blocked here; the monitor's EOF arrives once thawed.
+    while os.read(hold_fd, 1):
         pass
     status.close()
     os.closerange(3, 1 << 16)  # init inherits the console only
@@ -352,7 +359,7 @@ def container(spec: Spec, status: TextIO) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Isolate, fork the container, wait for it; the exit status is the container's."""
+    """Isolate, fork the container, serve it; the exit status is the container's."""
     if len(argv) != 2:
         sys.stderr.write("usage: container_shim SPEC_JSON\n")
         return 2
@@ -361,30 +368,36 @@ def main(argv: list[str]) -> int:
     if not spec.init:
         _say(status, "error", "no init program")
         return 1
+    console = Console(-1, os.path.join(spec.instance, "console"), f"vm {spec.id}")
     try:
+        # before unshare: the console's TCP socket must be the host's
+        console.bind()
+        master, slave = os.openpty()
+        console.master = master
+        hold_r, hold_w = os.pipe()
         sc.unshare(NAMESPACES)
         pid = os.fork()
     except OSError as err:
         _say(status, "error", f"start container: {err}")
         return 1
     if pid == 0:
-        container(spec, status)
+        for fd in (master, hold_w, spec.go_fd):
+            os.close(fd)
+        for fd in (0, 1, 2):
+            os.dup2(slave, fd)
+        os.close(slave)
+        container(spec, status, hold_r)
+    os.close(slave)
+    os.close(hold_r)
     _say(status, "pid", str(pid))
+    _say(status, "console", str(console.port))
     status.close()
-    os.close(spec.go_fd)
-    # the monitor holds no console: the pty reports EOF when the container is gone
+    # the monitor's own stdio: nothing (the node may be gone long before us)
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
-    while True:
-        try:
-            _, wstatus = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
-    code = os.waitstatus_to_exitcode(wstatus)
-    return 128 - code if code < 0 else code
+    return asyncio.run(Monitor(pid, console, spec.go_fd, hold_w).run())
 
 
 if __name__ == "__main__":
