@@ -11,6 +11,7 @@ The API the VM family uses (``net = bridges_of(ctx.state)``)::
     tap = await net.create_tap("mega_bridge", 101, mac="00:11:22:33:44:55")
     names = await net.create_taps([TapSpec("mega_bridge", 101), ...])  # one OVS transaction
     await net.destroy_taps([tap])
+    await net.adopt_tap("mega_tap3", mac=...)  # -recover: back into the table, as OVS has it
 
 Changes are checked and reserved in the table before the first ``await``, so
 concurrent commands never race for a name; the OVS work of concurrent calls
@@ -329,6 +330,60 @@ class Bridges:
         except (OvsError, CommandError) as err:
             self._forget([tap])
             raise CommandError(f"add port failed: {err}") from None
+
+    async def adopt_tap(self, name: str, *, mac: str = "") -> Tap | None:
+        """Take a VM tap a killed node left behind back into the table (``-recover``).
+
+        Where the tap is comes from Open vSwitch (its bridge, tag and QinQ
+        mode), not from the VM's config: OVS is what packets follow. A tap OVS
+        has no port for, but whose link exists, is detached (``vm net
+        disconnect``). A bridge enters the table as ``<base>/bridges`` recorded
+        it, so ``clear all`` deletes only what the node made. Returns None when
+        neither OVS nor the kernel has the tap.
+
+        Raises:
+            CommandError: Open vSwitch is not running.
+        """
+        known = self.any_tap(name)
+        if known is not None:
+            return known
+        switch = await self.switch()
+        try:
+            out = await switch.vsctl(
+                *Switch.join(
+                    [
+                        ["port-to-br", name],
+                        ["get", "port", name, "tag"],
+                        ["get", "port", name, "vlan_mode"],
+                    ]
+                )
+            )
+            bridge, tag, mode = (line.strip() for line in out.splitlines()[:3])
+        except (OvsError, ValueError):
+            if not await links.netlink(_link_exists, name):
+                return None
+            tap = Tap(name, "", -1, mac.lower())
+            self.detached[name] = tap
+            return tap
+        br = self._bridges.get(bridge)
+        if br is None:
+            recorded = await asyncio.to_thread(self._recorded_bridges)
+            br = self._bridges[bridge] = Bridge(bridge, preexisting=recorded.get(bridge, True))
+        vlan = int(tag) if tag.isdigit() else 0
+        tap = Tap(name, bridge, vlan, mac.lower(), qinq=mode == "dot1q-tunnel")
+        br.taps[name] = tap
+        self.write_files()
+        return tap
+
+    def _recorded_bridges(self) -> dict[str, bool]:
+        """``<base>/bridges`` as written before a crash: name -> existed before us."""
+        if self.base is None:
+            return {}
+        try:
+            lines = (self.base / "bridges").read_text().splitlines()[1:]
+        except OSError:
+            return {}
+        return {f[0]: f[1] == "true" for f in (line.split() for line in lines) if len(f) >= 2}
 
     async def connect_tap(self, name: str, bridge: str, vlan: int, *, qinq: bool = False) -> None:
         """Move a VM tap (on a bridge or detached) to ``bridge`` in ``vlan`` (``vm net connect``).
@@ -750,6 +805,11 @@ async def _bridge_up(name: str) -> None:
         await links.netlink(_link_up, name)
     except NetlinkError as err:
         raise CommandError(f"up interface failed: {os.strerror(err.code)}") from None
+
+
+def _link_exists(name: str) -> bool:
+    with IPRoute() as ipr:
+        return bool(ipr.link_lookup(ifname=name))
 
 
 def _link_up(name: str) -> None:

@@ -7,7 +7,8 @@ filesystem, upper ``<inst>/fs``, work ``<inst>/fs_work``, mounted on
 ``<inst>/fs``) so the filesystem itself never changes. The ``name``,
 ``config``, ``uuid`` and ``fifoN`` files are written, and the shim
 (:mod:`container_shim`) starts; its monitor process serves the console
-(``console_port`` is written too). When it is ready, the NICs are made
+(``shim.pid``, ``init.pid`` and ``console_port`` are written too, and
+``config`` again once the NICs have their MACs). When it is ready, the NICs are made
 (:mod:`container_net`), the container is frozen and released: it stays
 BUILDING, frozen just before exec'ing init, until ``vm start`` thaws it.
 Nothing a running container needs is held by the node, so containers
@@ -176,8 +177,7 @@ class ContainerRuntime:
         cfg = self.vm.config
         with open(os.path.join(self.path, "name"), "w") as f:
             f.write(self.vm.name)
-        with open(os.path.join(self.path, "config"), "w") as f:
-            f.write("".join(line + "\n" for line in cfg.write_config()))
+        self._write_config()
         fd = os.open(self.uuid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
         with os.fdopen(fd, "w") as f:
             f.write(self.vm.uuid + "\n")
@@ -279,7 +279,7 @@ class ContainerRuntime:
         self._spawn(self._watch(self.proc), f"vm{vm.id}-watch")
         try:
             await self._until_ready(status_r)
-            await asyncio.to_thread(self._write_file, "console_port", str(self.console_port))
+            await asyncio.to_thread(self._write_launch_files, self.proc.pid)
             await self._network()
             await asyncio.to_thread(cgroup.freeze)
             if not await _poll(cgroup.frozen, FREEZE_TIMEOUT):
@@ -334,9 +334,20 @@ class ContainerRuntime:
             nic.driver = ""  # not used by containers (2.8 squashes it too)
         self.taps = await container_net.create_nics(bridges_of(self.state), nics, vm.pid)
         await asyncio.to_thread(self._write_taps)
+        # the config again: it now holds the MACs chosen for the NICs
+        await asyncio.to_thread(self._write_config)
 
     def _write_taps(self) -> None:
         self._write_file("taps", "\n".join(self.taps))
+
+    def _write_launch_files(self, monitor: int) -> None:
+        # what -recover needs to find the monitor and show the VM as it was
+        self._write_file("shim.pid", str(monitor))
+        self._write_file("init.pid", str(self.vm.pid))
+        self._write_file("console_port", str(self.console_port))
+
+    def _write_config(self) -> None:
+        self._write_file("config", "".join(line + "\n" for line in self.vm.config.write_config()))
 
     def _write_file(self, name: str, text: str) -> None:
         with open(os.path.join(self.path, name), "w") as f:
@@ -364,6 +375,24 @@ class ContainerRuntime:
                 self.vm.set_error(f"killed container: exit status {code}")
             else:
                 self.vm.set_state(VMState.QUIT)
+
+    def adopt_filesystem(self) -> None:
+        """-recover: the root the container sees, and whether our overlay is mounted on it.
+
+        A snapshot container whose overlay is not mounted gets it again at its
+        next launch (:meth:`_prepare_fs`).
+        """
+        cfg = self.vm.config
+        upper = os.path.join(self.path, "fs")
+        if cfg.snapshot and os.path.ismount(upper):
+            self.effective_path = upper
+            self._overlay = True
+        elif not cfg.snapshot:
+            self.effective_path = os.path.abspath(cfg.filesystem)
+
+    async def release(self) -> None:
+        """What an exited container held: netns link, taps and cgroups (-recover uses it)."""
+        await self._release()
 
     async def _release(self) -> None:
         """Netns link, taps and cgroups of an exited container (its monitor closed the console)."""

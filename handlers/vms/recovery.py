@@ -14,13 +14,18 @@ own session), and the base directory says what they were. At start, when
    ID, adopts the process (watches it through a pidfd, reconnects QMP and
    asks QEMU for the true run state); without a process, the VM is QUIT.
 
+5. puts every VM's taps back in the bridge table as Open vSwitch has them
+   (2.8's ``RecoverTap``), so ``vm net``, ``vm info`` and ``clear all`` go
+   on working, and, for a started VM with a backchannel, dials cc again.
+
 Differences from 2.8, all toward "``vm info`` shows what it showed before":
 uptime counts from the process start, the ID counter moves past the
 recovered IDs (2.8 could hand a recovered ID out again) and so do the
 ``vm-<n>`` names, and a VM whose ID does not match its process becomes ERROR
 instead of stopping the node. Other VM types recover through
-:func:`register`: a runtime module (containers) claims the instance
-directories it wrote and adopts their processes. Tags set with ``vm tag``
+:func:`register`: a runtime module claims the instance directories it wrote
+and adopts their processes; containers do (:mod:`container_recovery`), which
+2.8 cannot. Bonds are not recovered yet. Tags set with ``vm tag``
 after launch, hotplugged drives and a changed cdrom are not in the base
 directory, so, as in 2.8, they are not recovered.
 """
@@ -38,6 +43,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from megabus.handlers.cc import cc_attach_serial, cc_node
+from megabus.handlers.net.bridges import bridges_of
 from megabus.handlers.registry import CommandError, on_node_start
 from megabus.handlers.vmconf.config import VMConfig
 from megabus.handlers.vms.kvm import KILL_TIMEOUT, KvmRuntime
@@ -266,6 +273,19 @@ async def read_config(state: NodeState, bus: Bus | None, found: Found) -> VMConf
             logger.warning("recover vm %d: config: %s", found.vm_id, err)
 
 
+async def _adopt_taps(state: NodeState, vm: VM) -> None:
+    """Put a KVM VM's taps back in the bridge table (they live until flush, as in 2.8)."""
+    net = bridges_of(state)
+    for nic in vm.config.networks:
+        if not nic.tap:
+            continue
+        try:
+            if await net.adopt_tap(nic.tap, mac=nic.mac) is None:
+                logger.warning("recover vm %d: tap %s is gone", vm.id, nic.tap)
+        except CommandError as err:
+            logger.error("recover vm %d: tap %s: %s", vm.id, nic.tap, err)
+
+
 async def recover_one(
     state: NodeState, bus: Bus | None, found: Found, procs: dict[str, QemuProcess]
 ) -> VM:
@@ -295,6 +315,7 @@ async def recover_one(
         if cfg.snapshot and await asyncio.to_thread(os.path.exists, overlay):
             disk.snapshot_path = overlay
     vm.runtime = runtime
+    await _adopt_taps(state, vm)
     # a VM that quit still shows its last pid, which QEMU's pidfile keeps
     pidfile = await asyncio.to_thread(_read, os.path.join(found.path, "qemu.pid"))
     if pidfile and pidfile.strip().isdigit():
@@ -315,6 +336,9 @@ async def recover_one(
     try:
         await runtime.adopt(proc.pid)
         vm.set_state(await _run_state(runtime, found.state))
+        if vm.config.backchannel and vm.state != VMState.BUILDING:
+            # 2.8's Connect at recovery: dial the virtio-serial port again
+            await cc_attach_serial(state, vm, runtime.file("cc"))
     except CommandError as err:
         vm.set_error(f"recover: {err}")
     logger.info("recovered vm %d (%s) in %s: %s", vm.id, vm.name, vm.namespace, vm.state)
@@ -323,6 +347,9 @@ async def recover_one(
 
 async def recover(state: NodeState, bus: Bus | None) -> list[VM]:
     """Rebuild the node's VMs from its base directory and its running QEMUs."""
+    # containers register their recovery on import; it imports this module
+    from megabus.handlers.vms import container_recovery  # noqa: F401
+
     base = state.settings.base
     logger.info("attempting to recover any vms from previous instances in %s", base)
     procs = await asyncio.to_thread(qemu_processes, base)
@@ -347,5 +374,7 @@ async def recover(state: NodeState, bus: Bus | None) -> list[VM]:
 @on_node_start(20)
 async def _recover_at_start(state: NodeState, bus: Bus) -> None:
     if state.settings.recover:
+        # recovered VMs reconnect cc now, before the cc family's own start hook
+        cc_node(state).bus = bus
         vms = await recover(state, bus)
         logger.info("recovered %d vms", len(vms))

@@ -1,0 +1,319 @@
+"""``megabus node -recover`` after SIGKILL, with containers (2.8 recovers only KVM).
+
+A real node process launches real containers of the ``minicccfs`` image (its
+init starts the cc agent and a shell on the console) on a real Open vSwitch
+bridge: running, paused, building and quit ones. The node is killed with
+SIGKILL: the containers, their consoles and their network must live on. A
+node restarted with ``-recover`` must show the same ``vm info`` (uptime
+aside), the same ``bridge`` table, and drive the containers: cc reconnects,
+two containers still ping each other through their veths, ``vm net``,
+stop/start/kill/flush, a relaunch and ``clear all`` work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from ovsfix import ovs, unique
+from test_container_support import minicccfs
+from test_vm_recover import NODE, alive, start
+
+from megabus.bus.connection import Bus
+from megabus.handlers.net.ovs import find_db
+from megabus.handlers.vms.container_cgroup import ROOT, node_key
+from megabus.handlers.vms.container_net import NETNS_DIR
+
+__all__ = ["minicccfs", "ovs"]
+
+pytestmark = [pytest.mark.usefixtures("ovs"), pytest.mark.timeout(300)]
+
+#: Bounded waits: this many tries, POLL seconds apart.
+TRIES = 400
+POLL = 0.1
+CALL_TIMEOUT = 30.0
+
+
+@pytest.fixture
+async def client(nats_url: str) -> AsyncIterator[Bus]:
+    bus = await Bus.connect([nats_url], name="client")
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+async def run(bus: Bus, line: str) -> list[list[str]]:
+    """The rows of a command (header first); fails on any error."""
+    replies = await bus.command(NODE, ".annotate false " + line)
+    responses = [r for rep in replies for r in rep.responses]
+    assert [r.error for r in responses if r.error] == [], line
+    rows: list[list[str]] = []
+    for r in responses:
+        if r.header:
+            rows += [list(r.header), *(r.tabular or [])]
+    return rows
+
+
+async def info(bus: Bus) -> dict[str, dict[str, str]]:
+    """``vm info`` as name -> column -> value, without uptime."""
+    rows = await run(bus, "vm info")
+    header = rows[0]
+    return {
+        row[1]: {c: v for c, v in zip(header, row, strict=True) if c != "uptime"}
+        for row in rows[1:]
+    }
+
+
+async def until(check: object, what: str) -> None:
+    """Poll the coroutine function ``check`` until it returns true."""
+    assert callable(check)
+    for _ in range(TRIES):
+        if await check():
+            return
+        await asyncio.sleep(POLL)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+async def cc_active(bus: Bus, *names: str, want: str = "true") -> None:
+    async def check() -> bool:
+        vms = await info(bus)
+        return all(vms[n]["cc_active"] == want for n in names)
+
+    await until(check, f"cc_active={want} on {names}")
+
+
+def netns_of(pid: int) -> str:
+    """The ``/var/run/netns`` name that leads to ``pid``'s network namespace."""
+    for name in os.listdir(NETNS_DIR):
+        with contextlib.suppress(OSError):
+            if os.readlink(os.path.join(NETNS_DIR, name)) == f"/proc/{pid}/ns/net":
+                return name
+    raise AssertionError(f"no netns link for {pid}")
+
+
+async def sh(*argv: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), CALL_TIMEOUT)
+    return proc.returncode or 0, out.decode(errors="replace")
+
+
+async def ping(pid: int, ip: str) -> bool:
+    for _ in range(10):  # the userspace datapath may need a moment for new ports
+        code, _ = await sh(
+            "ip", "netns", "exec", netns_of(pid), "ping", "-c", "2", "-i", "0.2", "-W", "1", ip
+        )
+        if code == 0:
+            return True
+    return False
+
+
+async def console_says(path_or_port: str | int, word: str) -> None:
+    """Type ``echo`` on the console's shell and wait for its answer."""
+    if isinstance(path_or_port, int):
+        reader, writer = await asyncio.open_connection("127.0.0.1", path_or_port)
+    else:
+        reader, writer = await asyncio.open_unix_connection(path_or_port)
+    try:
+        writer.write(f"echo {word}-$((6*7))\n".encode())
+        await writer.drain()
+        seen = b""
+        while f"{word}-42".encode() not in seen:
+            chunk = await asyncio.wait_for(reader.read(4096), CALL_TIMEOUT)
+            assert chunk, f"console closed; got {seen!r}"
+            seen += chunk
+    finally:
+        writer.close()
+
+
+def vsctl(*args: str) -> subprocess.CompletedProcess[str]:
+    """``ovs-vsctl`` on the switch the node uses."""
+    db, _ = find_db()
+    return subprocess.run(
+        ["ovs-vsctl", f"--db={db}", *args], capture_output=True, text=True, check=False
+    )
+
+
+def ovs_ports(bridge: str) -> list[str]:
+    run = vsctl("list-ports", bridge)
+    return run.stdout.split() if run.returncode == 0 else []
+
+
+def bridge_exists(bridge: str) -> bool:
+    return vsctl("br-exists", bridge).returncode == 0
+
+
+def frozen(base: Path, vm_id: str) -> str:
+    path = Path(ROOT, "freezer", "megabus", node_key(str(base)), vm_id, "freezer.state")
+    return path.read_text().strip()
+
+
+def cleanup(base: Path, pids: list[int], bridge: str) -> None:
+    """Whatever a failed test left: processes, mounts, netns links, cgroups, the bridge."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    key = node_key(str(base))
+    for sub in ("freezer", "memory", "devices", "cpu"):
+        node_dir = Path(ROOT, sub, "megabus", key)
+        for leaf in node_dir.glob("*") if node_dir.is_dir() else []:
+            if leaf.is_dir():
+                with contextlib.suppress(OSError):
+                    (leaf / "freezer.state").write_text("THAWED")
+                procs = (leaf / "cgroup.procs").read_text().split()
+                for pid in map(int, procs):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+    for inst in base.glob("[0-9]*"):
+        for _ in range(20):
+            if not os.path.ismount(inst / "fs"):
+                break
+            subprocess.run(["umount", str(inst / "fs")], check=False, capture_output=True)
+    for name in os.listdir(NETNS_DIR) if os.path.isdir(NETNS_DIR) else []:
+        path = os.path.join(NETNS_DIR, name)
+        if name.startswith("meganet_") and os.path.islink(path) and not os.path.exists(path):
+            os.unlink(path)
+    for sub in ("freezer", "memory", "devices", "cpu"):
+        node_dir = Path(ROOT, sub, "megabus", key)
+        for leaf in node_dir.glob("*") if node_dir.is_dir() else []:
+            with contextlib.suppress(OSError):
+                leaf.rmdir()
+        with contextlib.suppress(OSError):
+            node_dir.rmdir()
+    vsctl("--if-exists", "del-br", bridge)
+
+
+async def test_containers_outlive_a_sigkill_and_recover(
+    tmp_path: Path, nats_url: str, client: Bus, minicccfs: Path
+) -> None:
+    base = tmp_path / "base"
+    bridge = unique("mbrec")
+    node = await start(base, nats_url, recover=False)
+    pids: list[int] = []
+    try:
+        await run(client, f"vm config filesystem {minicccfs}")
+        await run(client, f"vm config networks {bridge},101")
+        await run(client, "vm config tags role web")
+        await run(client, "vm launch container c[1-5]")
+        await run(client, "vm start c1,c2,c3,c5")
+        await cc_active(client, "c1", "c2", "c3")
+        await run(client, "vm stop c3")
+        await run(client, "vm kill c5")
+        before = await info(client)
+        assert {n: v["state"] for n, v in before.items()} == {
+            "c1": "RUNNING", "c2": "RUNNING", "c3": "PAUSED",
+            "c4": "BUILDING", "c5": "QUIT",
+        }  # fmt: skip
+        live = {n: int(v["pid"]) for n, v in before.items() if v["state"] != "QUIT"}
+        pids += list(live.values())
+        monitors = {n: int((base / before[n]["id"] / "shim.pid").read_text()) for n in live}
+        pids += list(monitors.values())
+        bridges_before = await run(client, "bridge")
+        # addresses inside the containers, set from the host side of their netns
+        for i, name in enumerate(("c1", "c2"), start=1):
+            netns = netns_of(live[name])
+            code, out = await sh(
+                *("ip", "netns", "exec", netns, "ip", "addr", "add", f"10.253.0.{i}/24"),
+                *("dev", "veth0"),
+            )
+            assert code == 0, out
+        await console_says(str(base / before["c1"]["id"] / "console"), "before")
+
+        node.send_signal(signal.SIGKILL)
+        await node.wait()
+        # the containers, their consoles and their network outlive the node
+        assert [n for n, p in live.items() if not alive(p)] == []
+        await console_says(int(before["c2"]["console_port"]), "orphan")
+        assert await ping(live["c1"], "10.253.0.2")
+
+        node = await start(base, nats_url, recover=True)
+        await cc_active(client, "c1", "c2")
+        after = await info(client)
+        # a frozen agent cannot redial: c3's cc comes back when it is started
+        assert before["c3"]["cc_active"] == "true"
+        assert after["c3"]["cc_active"] == "false"
+        after["c3"]["cc_active"] = "true"
+        changed = [
+            (name, col, before[name][col], after[name].get(col))
+            for name in before
+            for col in before[name]
+            if after[name].get(col) != before[name][col]
+        ]
+        assert changed == [], "\n".join(map(str, changed))
+        assert after == before
+        assert await run(client, "bridge") == bridges_before
+        assert frozen(base, before["c3"]["id"]) == "FROZEN"
+
+        # console (TCP and unix), network and cc work as before the crash
+        await console_says(int(after["c1"]["console_port"]), "after")
+        await console_says(str(base / before["c2"]["id"] / "console"), "after")
+        assert await ping(live["c2"], "10.253.0.1")
+        await run(client, "cc exec hostname")
+        responses = base / "files" / "miniccc_responses"
+
+        async def answered() -> bool:
+            found = list(responses.glob(f"*/{before['c1']['uuid']}/stdout"))
+            return bool(found) and found[0].read_text().strip() == "c1"
+
+        await until(answered, "c1's cc response")
+
+        # vm net works on recovered taps
+        tap2 = before["c2"]["tap"].strip("[]")
+        await run(client, "vm net disconnect c2 0")
+        assert tap2 not in ovs_ports(bridge)
+        code, _ = await sh(
+            "ip", "netns", "exec", netns_of(live["c1"]), "ping", "-c", "1", "-W", "1", "10.253.0.2"
+        )
+        assert code != 0
+        await run(client, f"vm net connect c2 0 101 {bridge}")
+        assert ovs_ports(bridge).count(tap2) == 1
+        assert await ping(live["c1"], "10.253.0.2")
+
+        # stop/start/kill on adopted containers
+        await run(client, "vm stop c1")
+        assert frozen(base, before["c1"]["id"]) == "FROZEN"
+        await run(client, "vm start c1,c3,c4")
+        assert frozen(base, before["c3"]["id"]) == "THAWED"
+        await cc_active(client, "c3", "c4")
+        tap1 = before["c1"]["tap"].strip("[]")
+        await run(client, "vm kill c1")
+        assert not alive(live["c1"])
+        assert not alive(monitors["c1"])
+        assert tap1 not in ovs_ports(bridge)
+        assert not await asyncio.to_thread(os.path.lexists, base / before["c1"]["id"] / "console")
+        states = {n: v["state"] for n, v in (await info(client)).items()}
+        assert states == {
+            "c1": "QUIT", "c2": "RUNNING", "c3": "RUNNING", "c4": "RUNNING", "c5": "QUIT"
+        }  # fmt: skip
+
+        # a container that was QUIT before the crash relaunches as the new node's child
+        await run(client, "vm start c5")
+        vms = await info(client)
+        assert vms["c5"]["state"] == "RUNNING"
+        pids.append(int(vms["c5"]["pid"]))
+        await run(client, "vm flush")
+        vms = await info(client)
+        assert sorted(vms) == ["c2", "c3", "c4", "c5"]
+        assert not (base / before["c1"]["id"]).exists()
+
+        # clear all takes everything down, the bridge the node made included
+        await run(client, "clear all")
+        assert await info(client) == {}
+        assert [p for p in pids if alive(p)] == []
+        assert not bridge_exists(bridge)
+        assert list(base.glob("[0-9]*")) == []
+        key = node_key(str(base))
+        assert not await asyncio.to_thread(os.path.exists, Path(ROOT, "freezer", "megabus", key))
+    finally:
+        if node.returncode is None:
+            node.send_signal(signal.SIGKILL)
+            await node.wait()
+        cleanup(base, pids, bridge)
