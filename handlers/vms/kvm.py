@@ -183,6 +183,9 @@ class KvmRuntime:
                 os.unlink(os.path.join(self.path, stale))
         with open(os.path.join(self.path, "name"), "w") as f:
             f.write(self.vm.name)
+        self._write_config()
+
+    def _write_config(self) -> None:
         with open(os.path.join(self.path, "config"), "w") as f:
             f.write("".join(line + "\n" for line in self.vm.config.write_config()))
 
@@ -227,6 +230,8 @@ class KvmRuntime:
                     "host networking (taps) is not available on this node"
                 )
             self.taps = await TAP_HOOKS.create(vm)
+            # the config again: it now holds the NICs' MACs, which -recover restores
+            await asyncio.to_thread(self._write_config)
         accel = resolve_accel(self.settings)
         binary = resolve_binary(cfg.qemu)
         args = qemu_args(cfg, vm.id, self.path, vm.uuid, taps=self.taps, snapshot_paths=snapshots)
