@@ -50,6 +50,7 @@ from megabus.handlers.vms import container_sys as sc
 from megabus.handlers.vms.container_cgroup import Cgroup, CgroupError, node_key
 from megabus.handlers.vms.container_monitor import GO
 from megabus.handlers.vms.container_shim import Spec
+from megabus.handlers.vms.kvm import os_error_text
 from megabus.handlers.vms.model import VM, VMState, VMType
 
 if TYPE_CHECKING:
@@ -222,8 +223,9 @@ class ContainerRuntime:
             raise
         except OSError as err:
             await self._abort()
-            self.vm.set_error(str(err))
-            raise CommandError(str(err)) from err
+            text = os_error_text(err, self.path)
+            self.vm.set_error(text)
+            raise CommandError(text) from err
 
     async def _launch(self) -> None:
         vm = self.vm

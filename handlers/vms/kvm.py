@@ -115,6 +115,16 @@ def go_json(value: Any) -> str:
     return text
 
 
+def os_error_text(err: OSError, where: str) -> str:
+    """Go's text for a file error (``<path>: no space left on device``).
+
+    A failed ``write`` names no file; ``where`` (the instance directory) is
+    named instead, so a full base directory says where and why.
+    """
+    reason = (err.strerror or str(err)).lower()
+    return f"{err.filename or where}: {reason}"
+
+
 async def run_tool(*argv: str) -> str:
     """Run a helper (``qemu-img``) and return its stdout; its stderr becomes the error."""
     proc = await asyncio.create_subprocess_exec(
@@ -213,7 +223,12 @@ class KvmRuntime:
             await self._abort()
             self.vm.set_error(str(err))
             raise
-        except (OSError, QMPError) as err:
+        except OSError as err:
+            await self._abort()
+            text = os_error_text(err, self.path)
+            self.vm.set_error(text)
+            raise CommandError(text) from err
+        except QMPError as err:
             await self._abort()
             self.vm.set_error(str(err))
             raise CommandError(str(err)) from err
