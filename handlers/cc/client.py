@@ -53,6 +53,8 @@ class ClientConn:
     #: Open ``cc tunnel`` streams of this connection (stream id -> writer).
     streams: dict[int, Any] = field(default_factory=dict)
     closed: bool = False
+    #: Closing ends the session only; the stream belongs to someone else (a serial dialer).
+    keep_stream: bool = False
 
     @property
     def uuid(self) -> str:
@@ -66,10 +68,12 @@ class ClientConn:
             await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT)
 
     async def close(self) -> None:
-        """Hang up (idempotent)."""
+        """Hang up (idempotent); with ``keep_stream``, only end the session."""
         if self.closed:
             return
         self.closed = True
+        if self.keep_stream:
+            return
         self.writer.close()
         try:
             await asyncio.wait_for(self.writer.wait_closed(), 2.0)

@@ -130,6 +130,15 @@ class CcServer:
         self._dialers[vm.uuid] = self.tasks.spawn(self._dial_loop(path, vm), f"serial:{vm.name}")
 
     async def _dial_loop(self, path: str, vm: VM) -> None:
+        """Dial the port's socket and serve agent sessions on it, one after the other.
+
+        The socket stays connected between sessions: when QEMU's side of a
+        virtio-serial port is disconnected, a guest write throttles the port
+        and QEMU 7.2 never unthrottles it (it has no socket to watch), so the
+        agent would be mute for good. A session that ends (the agent went
+        silent: a paused VM) leaves the stream open and the node waits for
+        the agent's next magic bytes, skipping whatever comes before them.
+        """
         while True:
             try:
                 reader, writer = await asyncio.wait_for(
@@ -139,10 +148,16 @@ class CcServer:
                 logger.debug("cc: dial serial %s: %s", path, err)
                 await asyncio.sleep(RECONNECT_RATE)
                 continue
-            too_old = await self._serve(reader, writer, f"serial:{path}", vm, None)
-            if too_old:
-                logger.error("cc: agent of vm %s is too old; not redialling", vm.name)
-                return
+            try:
+                while not reader.at_eof() and not writer.is_closing():
+                    too_old = await self._serve(
+                        reader, writer, f"serial:{path}", vm, None, keep_stream=True
+                    )
+                    if too_old:
+                        logger.error("cc: agent of vm %s is too old; not redialling", vm.name)
+                        return
+            finally:
+                await _hang_up(writer)
             await asyncio.sleep(RECONNECT_RATE)
 
     async def detach(self, vm: VM) -> None:
@@ -169,17 +184,25 @@ class CcServer:
         via: str,
         vm: VM | None,
         magic_timeout: float | None,
+        *,
+        keep_stream: bool = False,
     ) -> bool:
-        """Run one connection to its end; returns whether the agent was too old."""
+        """Run one agent session to its end; returns whether the agent was too old.
+
+        The connection is closed at the end, except with ``keep_stream`` (a
+        serial port's socket, which its dialer owns).
+        """
         try:
             hello = await handshake(reader, writer, magic_timeout=magic_timeout)
         except HandshakeError as err:
             logger.warning("cc %s: %s: %s", self.namespace, via, err)
-            await _hang_up(writer)
+            if not keep_stream or err.too_old:
+                await _hang_up(writer)
             return err.too_old
         except (asyncio.IncompleteReadError, OSError, TimeoutError, wire.FrameError) as err:
             logger.debug("cc %s: %s: handshake failed: %s", self.namespace, via, err)
-            await _hang_up(writer)
+            if not keep_stream:
+                await _hang_up(writer)
             return False
         info = hello.client
         if vm is None:
@@ -189,7 +212,7 @@ class CcServer:
             logger.info("cc: agent on vm %s says uuid %s; using %s", vm.name, info.uuid, vm.uuid)
         if vm is not None:
             info.uuid = vm.uuid
-        conn = ClientConn(reader, writer, info, via, vm)
+        conn = ClientConn(reader, writer, info, via, vm, keep_stream=keep_stream)
         if info.uuid in self.clients:
             text = f"client {info.uuid} already exists!"
             logger.warning("cc %s: %s", self.namespace, text)
