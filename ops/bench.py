@@ -267,6 +267,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         **(await nic_attach(args.nic_vms)),
         **(await tap_scale(args.taps)),
         **(await nats_failover(args.failover_aliases)),
+        **(await cc_bench(args.cc_agents, args.cc_rounds, args.cc_send_agents, args.cc_send_mb)),
     }
 
 
@@ -556,6 +557,138 @@ async def nats_failover(aliases: int) -> dict[str, object]:
     }
 
 
+# --- cc: exec to 50 agents, send to 10 (the cc issue) -----------------------------------
+
+
+async def cc_bench(agents: int, rounds: int, send_agents: int, send_mb: int) -> dict[str, object]:
+    """``cc exec hostname`` to ``agents`` real agents (TCP, ``cc listen``) until every
+    response is in, ``rounds`` times; then ``cc send`` of a ``send_mb`` MB file to
+    ``send_agents`` of them until each has it (aggregate MB/s: bytes delivered over
+    wall time, the node reading the file once per agent).
+
+    Responses are counted as the node publishes them on
+    ``<root>.cc.minimega.resp.<id>.<uuid>``; agents are ``python -m megabus.agent``
+    processes on this machine, sharing its cores with the node.
+    """
+    import socket
+
+    from nats.aio.msg import Msg
+
+    from megabus.config.settings import Settings
+    from megabus.handlers.node import Node
+
+    if not agents:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="megabus-bench-cc-") as tmp:
+        root = Path(tmp)
+        server = EmbeddedServer(root / "nats", port=0)
+        await server.start()
+        url = server.client_url
+        node = Node(Settings(name="cc1", nats=[url], base=str(root / "cc1"), heartbeat=1.0))
+        await node.start()
+        bus = await Bus.connect([url], name="bench-cc")
+        procs: list[asyncio.subprocess.Process] = []
+        got: dict[int, set[str]] = {}
+        arrived = asyncio.Event()
+
+        async def on_response(msg: Msg) -> None:
+            parts = msg.subject.split(".")
+            got.setdefault(int(parts[-2]), set()).add(parts[-1])
+            arrived.set()
+
+        async def until(cmd_id: int, count: int, limit: float) -> None:
+            async with asyncio.timeout(limit):
+                while len(got.get(cmd_id, ())) < count:
+                    arrived.clear()
+                    await arrived.wait()
+
+        async def create(line: str) -> int:
+            (reply,) = await bus.command("cc1", line, idle_timeout=60)
+            (resp,) = reply.responses
+            if resp.error:
+                raise SystemExit(f"bench: {line}: {resp.error}")
+            return int(str(resp.data))
+
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            await bus.command("cc1", f"cc listen {port}")
+            sub = await bus.nc.subscribe(bus.subjects.cc("minimega", "resp") + ".>", cb=on_response)
+            for i in range(agents):
+                argv = [sys.executable, "-m", "megabus.agent", "-parent", "127.0.0.1"]
+                argv += ["-port", str(port), "-uuid", f"{i:08d}-0000-4000-8000-{i:012d}"]
+                argv += ["-path", str(root / "agents" / str(i)), "-retry", "0.5"]
+                procs.append(
+                    await asyncio.create_subprocess_exec(
+                        *argv,
+                        stdin=asyncio.subprocess.DEVNULL,
+                        stdout=asyncio.subprocess.DEVNULL,
+                        stderr=asyncio.subprocess.DEVNULL,
+                    )
+                )
+            t0 = time.perf_counter()
+            for _ in range(1200):  # 120 s at most for every agent to dial in
+                (reply,) = await bus.command("cc1", "cc")
+                if reply.responses[0].tabular == [[str(agents)]]:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise SystemExit(f"bench: {agents} agents did not all connect")
+            connect_s = time.perf_counter() - t0
+            samples = []
+            for _ in range(rounds + 1):  # the first round warms up
+                t0 = time.perf_counter()
+                cmd_id = await create("cc exec hostname")
+                await until(cmd_id, agents, 60)
+                samples.append(time.perf_counter() - t0)
+            samples = samples[1:]
+            # the send goes to send_agents of them: stop the others
+            for proc in procs[send_agents:]:
+                proc.kill()
+                await proc.wait()
+            for _ in range(600):
+                (reply,) = await bus.command("cc1", "cc")
+                if reply.responses[0].tabular == [[str(send_agents)]]:
+                    break
+                await asyncio.sleep(0.1)
+            files = root / "cc1" / "files"
+            files.mkdir(parents=True, exist_ok=True)
+            size = send_mb * 1024 * 1024
+            await asyncio.to_thread(_random_file, files / "big.bin", send_mb)
+            t0 = time.perf_counter()
+            cmd_id = await create("cc send big.bin")
+            await until(cmd_id, send_agents, 600)
+            send_s = time.perf_counter() - t0
+            delivered = [
+                (root / "agents" / str(i) / "files" / "big.bin").stat().st_size
+                for i in range(send_agents)
+            ]
+            if delivered != [size] * send_agents:
+                raise SystemExit(f"bench: cc send delivered {delivered}")
+            await sub.unsubscribe()
+        finally:
+            for proc in procs:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            await bus.close()
+            await node.stop()
+            await server.stop()
+    return {
+        "cc_exec_all_ms": {**percentiles(samples), "agents": agents},
+        "cc_agents_connect_s": round(connect_s, 2),
+        "cc_send_mb_per_s": round(send_mb * send_agents / send_s, 1),
+        "cc_send": {"mb": send_mb, "agents": send_agents, "seconds": round(send_s, 2)},
+    }
+
+
+def _random_file(path: Path, mb: int) -> None:
+    with open(path, "wb") as fh:
+        for _ in range(mb):
+            fh.write(os.urandom(1024 * 1024))
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--oneshot-runs", type=int, default=30)
@@ -570,6 +703,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--failover-aliases", type=int, default=300, help="aliases allocated through a failover"
     )
+    parser.add_argument("--cc-agents", type=int, default=50, help="agents for cc exec (0: none)")
+    parser.add_argument("--cc-rounds", type=int, default=10, help="cc exec rounds")
+    parser.add_argument("--cc-send-agents", type=int, default=10, help="agents for cc send")
+    parser.add_argument("--cc-send-mb", type=int, default=100, help="size of the cc send file")
     return parser.parse_args()
 
 
