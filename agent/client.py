@@ -82,6 +82,8 @@ class Agent:
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
         self._info_changed = asyncio.Event()
+        #: Whether the current connection got as far as the node's welcome.
+        self._welcomed = False
 
     # -- who we are --------------------------------------------------------------------------
 
@@ -150,6 +152,7 @@ class Agent:
                     logger.debug("dial failed: %s", err)
                     await asyncio.sleep(self.opts.retry)
                     continue
+                self._welcomed = False
                 try:
                     await self._session(reader, writer)
                 except TooOldError as err:
@@ -161,7 +164,13 @@ class Agent:
                     asyncio.IncompleteReadError,
                     wire.FrameError,
                 ) as err:
-                    logger.info("connection lost: %s", str(err) or type(err).__name__)
+                    # a dial that never reached a node (a serial port with nobody
+                    # on the host side) repeats every second: not worth a line each
+                    logger.log(
+                        logging.INFO if self._welcomed else logging.DEBUG,
+                        "connection lost: %s",
+                        str(err) or type(err).__name__,
+                    )
                 await asyncio.sleep(min(self.opts.retry, 1.0))
         finally:
             worker.cancel()
@@ -188,6 +197,7 @@ class Agent:
                 text = first.error if isinstance(first, wire.Error) else type(first).__name__
                 raise OSError(f"handshake refused: {text}")
             logger.info("connected to node %s", first.node or "?")
+            self._welcomed = True
             self._writer = writer
             self.tunnels.send = self.send
             beat = asyncio.ensure_future(self._heartbeat())

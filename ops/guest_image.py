@@ -192,8 +192,12 @@ def kernel_deb(cache: Path, given: Path | None) -> Path:
     cached = sorted(cache.glob("linux-image-*.deb"))
     if cached:
         return cached[-1]
-    depends = run("apt-cache", "depends", KERNEL_META)
-    m = re.search(r"Depends:\s*(linux-image-\S+)", depends)
+    m = re.search(r"Depends:\s*(linux-image-\S+)", _apt_depends())
+    if m is None:
+        # a fresh machine may never have fetched the package lists
+        log("apt knows no kernel package yet: apt-get update")
+        run("apt-get", "update", "-q")
+        m = re.search(r"Depends:\s*(linux-image-\S+)", _apt_depends())
     if m is None:
         raise SystemExit(
             f"guest_image.py: apt knows no {KERNEL_META} (run apt-get update, or give --kernel-deb)"
@@ -206,6 +210,13 @@ def kernel_deb(cache: Path, given: Path | None) -> Path:
         final = cache / deb.name
         os.replace(deb, final)
     return final
+
+
+def _apt_depends() -> str:
+    proc = subprocess.run(
+        ["apt-cache", "depends", KERNEL_META], capture_output=True, text=True, check=False
+    )
+    return proc.stdout
 
 
 def module_depends(ko: Path) -> list[str]:

@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 from test_cc_support import CcWorld, cc_world, guest_image, wait_for
 
+#: A TCG boot, a 30 s pause and a redial; building the image first may download a kernel.
+pytestmark = pytest.mark.timeout(300)
+
 #: The pause the issue asks for: past the agent's 13 s and the node's 30 s.
 PAUSE = 30.0
 

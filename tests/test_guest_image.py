@@ -23,6 +23,9 @@ from test_cc_support import IMAGES, REPO, CcWorld, cc_world, guest_image, wait_f
 
 from megabus.handlers.cc import cc_node
 
+#: Building the image first may download a kernel package.
+pytestmark = pytest.mark.timeout(300)
+
 U = "61616161-6161-4616-8616-616161616161"
 
 sys.path.insert(0, str(REPO / "ops"))
