@@ -5,18 +5,22 @@ first ``vm start``; the guest's init starts ``megabus agent -serial
 /dev/virtio-ports/cc``. Then the guest is paused with ``vm stop`` for 30 s,
 longer than the agent's 13 s silence limit and the node's 30 s client expiry,
 and resumed: the agent redials over the same port and the next command
-reaches it (2.8's #1459). TCG, since this host's nested KVM hangs booting
-Linux (machine notes).
+reaches it (2.8's #1459). Then the node drops the port's socket and dials
+it again, as a restarted node would, and the agent comes back. TCG, since
+this host's nested KVM hangs booting Linux (machine notes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from test_cc_support import CcWorld, cc_world, guest_image, wait_for
+
+from megabus.handlers.cc import cc_attach_serial, cc_detach
 
 #: A TCG boot, a 30 s pause and a redial; building the image first may download a kernel.
 pytestmark = pytest.mark.timeout(300)
@@ -97,5 +101,21 @@ async def test_guest_agent_over_virtio_serial_survives_a_long_pause(
     await wait_for(back, "the guest's agent back after the pause", limit=90)
     await world.ok("cc exec cat /etc/hostname")
     assert await _answer(world, 2, uuid) == "miniccc\n"
+
+    # the node lets go of the port's socket (as a node that stops does) and dials it again:
+    # the agent must not write into the unconnected port meanwhile (QEMU would throttle it)
+    vm = world.state.vms.find("minimega", "guest")
+    assert vm is not None
+    await cc_detach(world.state, vm)
+
+    async def gone() -> bool:
+        return uuid not in await world.clients()
+
+    await wait_for(gone, "the guest's agent dropped with the socket")
+    await asyncio.sleep(3)  # the agent meets a port with nobody on the host side
+    await cc_attach_serial(world.state, vm, os.path.join(vm.instance_path, "cc"))
+    await wait_for(connected, "the guest's agent back on the redialled socket", limit=60)
+    await world.ok("cc exec hostname")
+    assert await _answer(world, 3, uuid) == "miniccc\n"
     rows = await world.rows("cc commands")
-    assert [(r[0], r[3]) for r in rows] == [("1", "1"), ("2", "1")]
+    assert [(r[0], r[3]) for r in rows] == [("1", "1"), ("2", "1"), ("3", "1")]
