@@ -16,6 +16,7 @@ packages=(
     python3 python3-venv python3-pip git
     openvswitch-switch qemu-system-x86 qemu-utils dnsmasq-base iptables iproute2
     iputils-ping busybox-static cpio debootstrap tcpdump xxd
+    openssh-server openssh-client binutils
 )
 
 sudo=""
