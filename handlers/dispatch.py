@@ -233,7 +233,10 @@ class Dispatcher:
         except asyncio.CancelledError:
             raise
         except Exception as err:
-            logger.exception("command %r failed", cmd.original)
+            # one line at ERROR, the traceback at DEBUG: a NATS failover makes
+            # hundreds of these, and the user gets the text anyway
+            logger.error("command %r failed: %s: %s", cmd.original, type(err).__name__, err)
+            logger.debug("command %r failed", cmd.original, exc_info=True)
             result = ctx.error(f"internal error: {type(err).__name__}: {err}")
         if result is not None or not emitted:
             await ctx_emit(_batch(ctx, result))

@@ -323,7 +323,9 @@ class VlanStore:
         """Create ``key``; ``None`` when it already exists."""
         try:
             return await asyncio.wait_for(self._kv.create(key, msgspec.json.encode(value)), TIMEOUT)
-        except nats.js.errors.KeyWrongLastSequenceError:
+        except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.KeyNotFoundError):
+            # KeyNotFound: nats-py's create lost a race with a delete of the same
+            # key (seen during server failovers); the caller treats it as taken
             return None
 
     async def _get(self, key: str) -> KeyValue.Entry | None:
