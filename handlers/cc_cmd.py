@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from megabus.bus import cc_messages as wire
 from megabus.bus.messages import Response
+from megabus.cli.language.gotime import format_duration, parse_duration
 from megabus.handlers.cc import CcServer, cc_active_anywhere, cc_node, responses
 from megabus.handlers.cc import filter as cc_filter
 from megabus.handlers.cc.client import ClientConn
@@ -33,7 +34,6 @@ from megabus.handlers.registry import (
     on_node_start,
     on_node_stop,
 )
-from megabus.handlers.status import format_duration, parse_duration
 from megabus.handlers.vms import info as vm_info
 
 if TYPE_CHECKING:

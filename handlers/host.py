@@ -17,7 +17,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from megabus.handlers.mesh import go_duration
+from megabus.cli.language.gotime import format_seconds as go_duration
 from megabus.handlers.registry import Result, command
 from megabus.handlers.vms.kvm import resolve_accel
 from megabus.handlers.vms.model import VMState

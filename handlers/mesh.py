@@ -34,6 +34,7 @@ import nats.errors
 from megabus.bus.membership import MISSED_BEATS, Membership
 from megabus.bus.messages import CommandRequest, Heartbeat, Response
 from megabus.cli.language.command import LanguageError
+from megabus.cli.language.gotime import format_seconds as go_duration
 from megabus.cli.language.ranges import expand, unsplit
 from megabus.handlers import fanout
 from megabus.handlers.registry import (
@@ -143,32 +144,6 @@ def recipients(ctx: Context, spec: str) -> list[str]:
             raise CommandError("wildcard included amongst list of recipients")
         return fanout.peers(ctx.state)
     return [ctx.host if h == LOCALHOST else h for h in hosts]
-
-
-def go_duration(seconds: float) -> str:
-    """Go's ``time.Duration.String`` for whole and fractional seconds."""
-    ns = round(seconds * 1e9)
-    if ns == 0:
-        return "0s"
-    sign = "-" if ns < 0 else ""
-    ns = abs(ns)
-    if ns < 1_000_000_000:
-        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
-            if ns >= size:
-                whole, frac = divmod(ns, size)
-                digits = len(str(size)) - 1
-                tail = f".{frac:0{digits}d}".rstrip("0").rstrip(".") if digits else ""
-                return f"{sign}{whole}{tail}{unit}"
-    hours, rem = divmod(ns, 3_600_000_000_000)
-    minutes, rem = divmod(rem, 60_000_000_000)
-    secs, frac = divmod(rem, 1_000_000_000)
-    tail = f".{frac:09d}".rstrip("0").rstrip(".")
-    out = f"{secs}{tail}s"
-    if hours or minutes:
-        out = f"{minutes}m{out}"
-    if hours:
-        out = f"{hours}h{out}"
-    return sign + out
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -300,4 +275,4 @@ async def mesh_send(ctx: Context, cmd: Command) -> Result:
     return responses or None
 
 
-__all__ = ["MISSED_BEATS", "SOURCE_MESHAGE", "discover", "go_duration", "recipients"]
+__all__ = ["MISSED_BEATS", "SOURCE_MESHAGE", "discover", "recipients"]

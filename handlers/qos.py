@@ -9,9 +9,9 @@ clears every interface, like ``all`` (2.8 answered ``invalid tap index``).
 from __future__ import annotations
 
 import logging
-import re
 from typing import TYPE_CHECKING
 
+from megabus.cli.language.gotime import parse_duration
 from megabus.handlers.net import qos as tcq
 from megabus.handlers.net.bridges import Tap, bridges_of
 from megabus.handlers.registry import CommandError, Result, command
@@ -81,27 +81,14 @@ for a VM, use the wildcard:
 
 See "vm start" for a full description of allowable targets."""
 
+
 #: Go's ``time.ParseDuration`` units, in nanoseconds.
-_UNITS = {"ns": 1, "us": 1e3, "µs": 1e3, "μs": 1e3, "ms": 1e6, "s": 1e9, "m": 60e9, "h": 3600e9}
-_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
 def go_duration(text: str) -> float | None:
     """Go's ``time.ParseDuration`` in nanoseconds, or None when Go would refuse it."""
-    sign = -1.0 if text.startswith("-") else 1.0
-    rest = text[1:] if text[:1] in "+-" else text
-    if rest == "0":
-        return 0.0
-    if not rest:
+    try:
+        return float(parse_duration(text))
+    except ValueError:
         return None
-    total, pos = 0.0, 0
-    while pos < len(rest):
-        m = _PART.match(rest, pos)
-        if m is None:
-            return None
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    return sign * total
 
 
 def go_uint(text: str) -> int | None:

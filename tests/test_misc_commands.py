@@ -8,8 +8,8 @@ from pathlib import Path
 
 from test_misc_support import MiniNode, nats_js_url, node
 
+from megabus.cli.language.gotime import format_duration, parse_duration
 from megabus.handlers.misc import tab_table
-from megabus.handlers.status import format_duration, parse_duration
 
 __all__ = ["nats_js_url", "node"]
 

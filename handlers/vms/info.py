@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from megabus.cli.language.gotime import format_seconds as go_duration
 from megabus.handlers.net.qos import describe as qos_entries
 from megabus.handlers.vmconf.config import go_bool, go_json_map, go_list
 from megabus.handlers.vms.model import VM, VMType
@@ -38,32 +39,6 @@ _CONTAINER_ONLY = {"filesystem", "hostname", "init", "preinit", "fifo", "volume"
 #: Whether the node's cc server has a client with this UUID (set by the cc family).
 CcActive = Callable[[VM], bool]
 CC_ACTIVE: CcActive | None = None
-
-
-def go_duration(seconds: float) -> str:
-    """Go's ``time.Duration.String``."""
-    ns = round(seconds * 1e9)
-    if ns == 0:
-        return "0s"
-    sign = "-" if ns < 0 else ""
-    ns = abs(ns)
-    if ns < 1_000_000_000:
-        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
-            if ns >= size:
-                whole, frac = divmod(ns, size)
-                digits = len(str(size)) - 1
-                tail = f"{frac:0{digits}d}".rstrip("0") if digits else ""
-                return f"{sign}{whole}{'.' + tail if tail else ''}{unit}"
-    hours, rest = divmod(ns, 3_600_000_000_000)
-    minutes, rest = divmod(rest, 60_000_000_000)
-    secs, frac = divmod(rest, 1_000_000_000)
-    tail = f"{frac:09d}".rstrip("0")
-    text = f"{secs}{'.' + tail if tail else ''}s"
-    if hours:
-        return f"{sign}{hours}h{minutes}m{text}"
-    if minutes:
-        return f"{sign}{minutes}m{text}"
-    return sign + text
 
 
 def _list(items: list[str]) -> str:

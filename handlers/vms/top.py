@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from megabus.handlers.vms.info import go_duration
+from megabus.cli.language.gotime import format_seconds as go_duration
 from megabus.handlers.vms.model import KILLABLE, VM
 
 HEADER = ["name", "virt", "res", "shr", "cpu", "vcpu", "time", "procs", "rx", "tx"]
