@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from megabus.bus.messages import Response
+from megabus.cli.language.lexer import go_quote
 from megabus.handlers.registry import CommandError, Result, command
-from megabus.handlers.vmconf.config import VMConfig, go_quote
+from megabus.handlers.vmconf.config import VMConfig
 
 if TYPE_CHECKING:
     from megabus.cli.language.command import Command

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from megabus.cli.language.command import Command
+from megabus.cli.language.lexer import go_quote
 from megabus.handlers.context import Context
 from megabus.handlers.fanout import hosts_of
 from megabus.handlers.registry import CommandError, Result, command
@@ -29,7 +30,6 @@ from megabus.handlers.vmconf.config import (
     VMConfig,
     go_bool,
     go_list,
-    go_quote,
 )
 from megabus.handlers.vmconf.diskspec import check_path, parse_diskspecs
 from megabus.handlers.vmconf.netspec import NetConfig, resolve_netspecs

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
+from megabus.cli.language.lexer import go_quote
 from megabus.handlers.vmconf.bondspec import BondConfig, bonds_string
 from megabus.handlers.vmconf.diskspec import DiskConfig, disks_string
 from megabus.handlers.vmconf.netspec import NetConfig, networks_string
@@ -286,28 +287,6 @@ def go_json_map(values: dict[str, str]) -> str:
     for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
         text = text.replace(ch, esc)
     return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-
-
-def go_quote(text: str) -> str:
-    """Go's ``strconv.Quote`` (for error texts and quoted arguments)."""
-    named = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-    named["\v"] = "\\v"
-    out = ['"']
-    for ch in text:
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch in named:
-            out.append(named[ch])
-        elif ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) <= 0xFFFF:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    out.append('"')
-    return "".join(out)
 
 
 def quote_join(values: Sequence[str], sep: str = " ") -> str:
