@@ -50,6 +50,7 @@ from megabus.handlers.vms import container_sys as sc
 from megabus.handlers.vms.container_cgroup import Cgroup, CgroupError, node_key
 from megabus.handlers.vms.container_monitor import GO
 from megabus.handlers.vms.container_shim import Spec
+from megabus.handlers.vms.instance import InstanceFiles
 from megabus.handlers.vms.kvm import os_error_text
 from megabus.handlers.vms.model import VM, VMState, VMType
 
@@ -88,7 +89,7 @@ async def _poll(done: Callable[[], bool], seconds: float) -> bool:
         delay = min(delay * 2, 0.2)
 
 
-class ContainerRuntime:
+class ContainerRuntime(InstanceFiles):
     """Drives one container VM."""
 
     def __init__(self, vm: VM, state: NodeState) -> None:
@@ -115,20 +116,6 @@ class ContainerRuntime:
         vm.listeners.append(self._write_state)
 
     # -- files -------------------------------------------------------------------
-
-    @property
-    def path(self) -> str:
-        return self.vm.instance_path
-
-    def _ns_link(self) -> str:
-        return os.path.join(self.settings.base, "namespaces", self.vm.namespace, self.vm.uuid)
-
-    def _write_state(self, vm: VM, old: VMState) -> None:
-        try:
-            with open(os.path.join(self.path, "state"), "w") as f:
-                f.write(str(vm.state))
-        except OSError as err:
-            logger.debug("vm %d: state not written: %s", vm.id, err)
 
     def _check_conflicts(self) -> None:
         cfg = self.vm.config
@@ -168,16 +155,11 @@ class ContainerRuntime:
             self.effective_path = upper
         else:
             self.effective_path = fs
-        link = self._ns_link()
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(link)
-        os.symlink(self.path, link)
+        self._link_namespace()
 
     def _prepare_files(self) -> None:
         cfg = self.vm.config
-        with open(os.path.join(self.path, "name"), "w") as f:
-            f.write(self.vm.name)
+        self._write_name()
         self._write_config()
         fd = os.open(self.uuid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
         with os.fdopen(fd, "w") as f:
@@ -347,13 +329,6 @@ class ContainerRuntime:
         self._write_file("shim.pid", str(monitor))
         self._write_file("init.pid", str(self.vm.pid))
         self._write_file("console_port", str(self.console_port))
-
-    def _write_config(self) -> None:
-        self._write_file("config", "".join(line + "\n" for line in self.vm.config.write_config()))
-
-    def _write_file(self, name: str, text: str) -> None:
-        with open(os.path.join(self.path, name), "w") as f:
-            f.write(text)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -529,8 +504,7 @@ class ContainerRuntime:
         self._overlay = False
 
     def _remove_files(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._ns_link())
+        self._unlink_namespace()
         if os.path.ismount(os.path.join(self.path, "fs")):
             # never delete through a mounted filesystem
             raise CommandError(f"vm {self.vm.id}: {self.path}/fs is still mounted")

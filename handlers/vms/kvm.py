@@ -33,6 +33,7 @@ from qemu.qmp import ConnectError, ExecuteError, QMPClient, QMPError
 from megabus.config.settings import Settings
 from megabus.handlers.cc import cc_attach_serial, cc_detach
 from megabus.handlers.registry import CommandError
+from megabus.handlers.vms.instance import InstanceFiles
 from megabus.handlers.vms.model import VM, VMState
 from megabus.handlers.vms.qemu_args import final_args, go_join, qemu_args
 
@@ -146,7 +147,7 @@ async def image_format(path: str) -> str:
     return str(info.get("format", "raw"))
 
 
-class KvmRuntime:
+class KvmRuntime(InstanceFiles):
     """Drives one VM's QEMU process."""
 
     def __init__(self, vm: VM, state: NodeState) -> None:
@@ -166,38 +167,14 @@ class KvmRuntime:
 
     # -- files -------------------------------------------------------------------
 
-    @property
-    def path(self) -> str:
-        return self.vm.instance_path
-
-    def _ns_link(self) -> str:
-        return os.path.join(self.settings.base, "namespaces", self.vm.namespace, self.vm.uuid)
-
-    def _write_state(self, vm: VM, old: VMState) -> None:
-        # a few bytes on the local disk; 2.8 writes it synchronously too
-        try:
-            with open(os.path.join(self.path, "state"), "w") as f:
-                f.write(str(vm.state))
-        except OSError as err:
-            logger.debug("vm %d: state not written: %s", vm.id, err)
-
     def _prepare_files(self) -> None:
         os.makedirs(self.path, exist_ok=True)
-        link = self._ns_link()
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(link)
-        os.symlink(self.path, link)
+        self._link_namespace()
         for stale in ("qmp", "vnc", "qemu.pid"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.path, stale))
-        with open(os.path.join(self.path, "name"), "w") as f:
-            f.write(self.vm.name)
+        self._write_name()
         self._write_config()
-
-    def _write_config(self) -> None:
-        with open(os.path.join(self.path, "config"), "w") as f:
-            f.write("".join(line + "\n" for line in self.vm.config.write_config()))
 
     async def _snapshots(self) -> list[str]:
         cfg = self.vm.config
@@ -440,8 +417,7 @@ class KvmRuntime:
             await asyncio.to_thread(self._remove_files)
 
     def _remove_files(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._ns_link())
+        self._unlink_namespace()
         shutil.rmtree(self.path, ignore_errors=True)
 
     async def _close(self) -> None:
