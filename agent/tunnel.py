@@ -29,6 +29,10 @@ class Tunnels:
 
     def __init__(self) -> None:
         self._streams: dict[int, asyncio.StreamWriter] = {}
+        #: Data that arrived for a stream whose dial has not finished yet: the
+        #: other side starts sending as soon as it has sent "open".
+        self._pending: dict[int, list[bytes]] = {}
+        self._closed_early: set[int] = set()
         self._next = 1
         self._listeners: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -41,13 +45,20 @@ class Tunnels:
 
     async def on_frame(self, frame: wire.Tunnel) -> None:
         if frame.op == "open":
+            self._pending[frame.stream] = []
             self._spawn(self._dial(frame))
         elif frame.op == "data":
+            pending = self._pending.get(frame.stream)
+            if pending is not None:
+                pending.append(frame.data)
+                return
             writer = self._streams.get(frame.stream)
             if writer is not None:
                 writer.write(frame.data)
                 await writer.drain()
         elif frame.op == "close":
+            if self._pending.pop(frame.stream, None) is not None:
+                self._closed_early.add(frame.stream)
             writer = self._streams.pop(frame.stream, None)
             if writer is not None:
                 writer.close()
@@ -58,8 +69,17 @@ class Tunnels:
                 asyncio.open_connection(frame.host, frame.port), DIAL_TIMEOUT
             )
         except (OSError, asyncio.TimeoutError) as err:
+            self._pending.pop(frame.stream, None)
+            self._closed_early.discard(frame.stream)
             await self._send_quietly(wire.Tunnel(stream=frame.stream, op="close", error=str(err)))
             return
+        for chunk in self._pending.pop(frame.stream, []):
+            writer.write(chunk)
+        if frame.stream in self._closed_early:
+            # the other side sent its data and hung up before the dial finished
+            self._closed_early.discard(frame.stream)
+            await writer.drain()
+            writer.write_eof()
         self._streams[frame.stream] = writer
         await self._pump(frame.stream, reader)
 

@@ -34,6 +34,9 @@ class TunnelMux:
     def __init__(self, server: CcServer) -> None:
         self._server = server
         self._next = 0
+        #: Data for streams whose dial has not finished (the agent sends as soon
+        #: as it has sent "open"), by (client, stream).
+        self._pending: dict[tuple[str, int], list[bytes]] = {}
         self._listeners: list[asyncio.Server] = []
         self.tasks = TaskSet(f"tunnels:{server.namespace}")
 
@@ -73,14 +76,21 @@ class TunnelMux:
 
     async def on_frame(self, conn: ClientConn, frame: wire.Tunnel) -> None:
         """A Tunnel frame from the agent."""
+        key = (conn.uuid, frame.stream)
         if frame.op == "open":
+            self._pending[key] = []
             self.tasks.spawn(self._dial(conn, frame), f"dial:{frame.stream}")
         elif frame.op == "data":
+            pending = self._pending.get(key)
+            if pending is not None:
+                pending.append(frame.data)
+                return
             writer = conn.streams.get(frame.stream)
             if writer is not None:
                 writer.write(frame.data)
                 await asyncio.wait_for(writer.drain(), DIAL_TIMEOUT)
         elif frame.op == "close":
+            self._pending.pop(key, None)
             writer = conn.streams.pop(frame.stream, None)
             if writer is not None:
                 writer.close()
@@ -91,9 +101,12 @@ class TunnelMux:
                 asyncio.open_connection(frame.host, frame.port), DIAL_TIMEOUT
             )
         except (OSError, TimeoutError) as err:
+            self._pending.pop((conn.uuid, frame.stream), None)
             with contextlib.suppress(OSError, TimeoutError, RuntimeError):
                 await conn.send(wire.Tunnel(stream=frame.stream, op="close", error=str(err)))
             return
+        for chunk in self._pending.pop((conn.uuid, frame.stream), []):
+            writer.write(chunk)
         conn.streams[frame.stream] = writer
         await self._pump(conn, frame.stream, reader)
 
