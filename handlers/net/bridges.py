@@ -375,6 +375,22 @@ class Bridges:
         self.write_files()
         return tap
 
+    async def adopt_recorded_bridges(self) -> None:
+        """After a crash: take back every bridge ``<base>/bridges`` lists that OVS still has.
+
+        With its recorded "existed before" flag, so a bridge this node made is
+        still deleted by ``clear all`` and one that was there before never is.
+        """
+        recorded = await asyncio.to_thread(self._recorded_bridges)
+        if not recorded:
+            return
+        switch = await self.switch()
+        existing = set((await switch.vsctl("list-br")).split())
+        for name, existed in sorted(recorded.items()):
+            if name in existing and name not in self._bridges:
+                self._bridges[name] = Bridge(name, preexisting=existed)
+        self.write_files()
+
     def _recorded_bridges(self) -> dict[str, bool]:
         """``<base>/bridges`` as written before a crash: name -> existed before us."""
         if self.base is None:

@@ -354,6 +354,9 @@ async def recover(state: NodeState, bus: Bus | None) -> list[VM]:
     logger.info("attempting to recover any vms from previous instances in %s", base)
     procs = await asyncio.to_thread(qemu_processes, base)
     found = await asyncio.to_thread(scan_base, base)
+    if found:
+        # the bridges first, with what the node knew of them before the crash
+        await bridges_of(state).adopt_recorded_bridges()
     table = state.vms
     vms: list[VM] = []
     for f in found:
