@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from natsd import until
 
 from megabus.bus.connection import Bus
@@ -23,6 +25,14 @@ def beat(node: str, interval: float = 2.0) -> Heartbeat:
     return Heartbeat(node=node, version="0.1.0", uptime=1.0, interval=interval)
 
 
+async def beat_until_seen(other: Bus, members: Membership) -> None:
+    """Beat as a node does (again and again) until ``members`` counts ``other`` live."""
+    async with asyncio.timeout(10):
+        while "other" not in members.live():
+            await other.publish(other.subjects.heartbeat("other"), beat("other", interval=2.0))
+            await asyncio.sleep(0.1)
+
+
 async def test_self_is_always_live(bus: Bus) -> None:
     async with Membership(bus) as members:
         assert members.live() == ["test"]
@@ -33,15 +43,13 @@ async def test_a_node_expires_after_three_silent_intervals(bus: Bus, nats_url: s
     other = await Bus.connect([nats_url], name="other")
     try:
         async with Membership(bus, clock=clock) as members:
-            await other.publish(other.subjects.heartbeat("other"), beat("other", interval=2.0))
-            await until(lambda: "other" in members.live())
+            await beat_until_seen(other, members)
             clock.now += 5.9
             assert members.live() == ["other", "test"]
             clock.now += 0.2
             assert members.live() == ["test"]
             # A new beat brings it back.
-            await other.publish(other.subjects.heartbeat("other"), beat("other", interval=2.0))
-            await until(lambda: "other" in members.live())
+            await beat_until_seen(other, members)
             assert members.heartbeats()["other"].heartbeat.interval == 2.0
     finally:
         await other.close()
