@@ -122,6 +122,18 @@ class Session:
             raise UnreachableError(f"{t.url_text}: {err}") from None
 
 
+def go_response(resp: dict[str, Any]) -> dict[str, Any]:
+    """A response as minimega's JSON mode writes it (Go's field names, no flags)."""
+    return {
+        "Host": resp.get("host", ""),
+        "Response": resp.get("response", ""),
+        "Header": resp.get("header"),
+        "Tabular": resp.get("tabular"),
+        "Error": resp.get("error", ""),
+        "Data": resp.get("data"),
+    }
+
+
 def print_reply(
     reply: dict[str, Any],
     *,
@@ -134,7 +146,7 @@ def print_reply(
     err = err or sys.stderr
     if as_json:
         if reply.get("type") != ERROR:
-            out.write(json.dumps(reply.get("responses") or []) + "\n")
+            out.write(json.dumps([go_response(r) for r in reply.get("responses") or []]) + "\n")
     else:
         rendered = reply.get("rendered") or ""
         if rendered:
