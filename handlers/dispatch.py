@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 #: Every command family module; importing one registers its patterns.
 FAMILIES = (
+    "events",
     "builtins",
     "misc",
     "namespace",

@@ -24,6 +24,7 @@ import msgspec
 import nats.errors
 
 from megabus.bus import cc_messages as wire
+from megabus.handlers import events
 from megabus.handlers.cc import filter as cc_filter
 from megabus.handlers.cc import responses
 from megabus.handlers.cc.client import CLIENT_EXPIRED, ClientConn, HandshakeError, handshake
@@ -228,6 +229,11 @@ class CcServer:
             await conn.close()
             return False
         self.clients[info.uuid] = conn
+        events.emit(
+            self.state, self.namespace, "cc", info.uuid,
+            action="connect", hostname=info.hostname, via=str(via),
+            vm=conn.vm.name if conn.vm is not None else "",
+        )  # fmt: skip
         self._apply_tags(conn)
         logger.info(
             "cc %s: client %s (%s) connected via %s", self.namespace, info.uuid, info.hostname, via
@@ -240,6 +246,7 @@ class CcServer:
             beat.cancel()
             if self.clients.get(info.uuid) is conn:
                 del self.clients[info.uuid]
+                events.emit(self.state, self.namespace, "cc", info.uuid, action="disconnect")
             await self.tunnels.drop_client(conn)
             await conn.close()
             logger.info("cc %s: client %s disconnected", self.namespace, info.uuid)

@@ -50,6 +50,10 @@ class VMTable:
     next_id: int = 0
     #: Per namespace, the last ``vm-<n>`` handed out.
     name_counters: dict[str, int] = field(default_factory=dict)
+    #: Called with every VM put in the table, and with every VM taken out
+    #: (lifecycle events for subscribers).
+    on_add: list[Callable[[VM], None]] = field(default_factory=list)
+    on_remove: list[Callable[[VM], None]] = field(default_factory=list)
 
     def new_id(self) -> int:
         """Take the next VM ID."""
@@ -66,11 +70,15 @@ class VMTable:
     def add(self, vm: VM) -> None:
         """Put ``vm`` in the table."""
         self.vms[vm.id] = vm
+        for watcher in self.on_add:
+            watcher(vm)
 
     def remove(self, vm: VM) -> None:
         """Take ``vm`` out of the table."""
         if self.vms.get(vm.id) is vm:
             del self.vms[vm.id]
+            for watcher in self.on_remove:
+                watcher(vm)
 
     def in_namespace(self, namespace: str) -> list[VM]:
         """The VMs of ``namespace``, by ID."""
