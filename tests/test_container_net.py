@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from ovsfix import ovs, unique
+from procs import run
 from test_container_support import cnode as cnode
 from test_container_support import column, exists, minicccfs, read, runtime, vm_named, wait_for
 from test_misc_support import MiniNode
@@ -24,17 +25,6 @@ from megabus.handlers.vms.container_net import NETNS_DIR
 __all__ = ["cnode", "minicccfs", "ovs"]
 
 pytestmark = [pytest.mark.usefixtures("ovs"), pytest.mark.timeout(180)]
-
-CALL_TIMEOUT = 30.0
-
-
-async def run(*argv: str) -> tuple[int, str]:
-    """Run a program (no shell); its exit status and combined output."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), CALL_TIMEOUT)
-    return proc.returncode or 0, out.decode(errors="replace")
 
 
 async def ping(netns: str, ip: str) -> bool:

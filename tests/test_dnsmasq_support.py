@@ -23,35 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ovsfix import unique
+from procs import CALL_TIMEOUT, must, run
 
 from megabus.handlers.net.bridges import Bridges
 
 #: Linux's SO_NO_CHECK: send UDP without a checksum (0 means "none" in IPv4).
 SO_NO_CHECK = 11
-#: Seconds any one helper program may take.
-CALL_TIMEOUT = 60.0
 PYTHON = sys.executable
 HERE = Path(__file__).resolve()
-
-
-async def run(*argv: str, timeout: float = CALL_TIMEOUT) -> tuple[int, str]:  # noqa: ASYNC109
-    """Run a program (no shell); its exit status and combined output."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    return proc.returncode or 0, out.decode(errors="replace")
-
-
-async def must(*argv: str) -> str:
-    code, out = await run(*argv)
-    assert code == 0, f"{' '.join(argv)}: {out}"
-    return out
 
 
 # -- guests -----------------------------------------------------------------------------

@@ -7,42 +7,19 @@ reach each other. Addresses are used only inside these namespaces.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
 from ovsfix import ovs, unique
+from procs import must, run
 
 from megabus.handlers.net.bridges import Bridges
 
 __all__ = ["ovs"]
 
 pytestmark = pytest.mark.usefixtures("ovs")
-
-#: Seconds any one ip/ping call may take.
-CALL_TIMEOUT = 30.0
-
-
-async def run(*argv: str) -> tuple[int, str]:
-    """Run a program (no shell); its exit status and combined output."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), CALL_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    return proc.returncode or 0, out.decode(errors="replace")
-
-
-async def must(*argv: str) -> str:
-    code, out = await run(*argv)
-    assert code == 0, f"{' '.join(argv)}: {out}"
-    return out
 
 
 @dataclass
