@@ -37,7 +37,6 @@ import os
 import shutil
 import signal
 import sys
-import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -406,10 +405,7 @@ class ContainerRuntime(InstanceFiles):
             if vm.state & VMState.RUNNING:
                 return
             if vm.state in (VMState.QUIT, VMState.ERROR):
-                logger.info("relaunching VM: %d", vm.id)
-                vm.tags.pop("error", None)
-                vm.set_state(VMState.BUILDING)
-                vm.launched = time.time()
+                self._begin_relaunch()
                 await self._launch_locked()
             logger.info("starting VM: %d", vm.id)
             if vm.state == VMState.BUILDING and vm.config.backchannel:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 
 from megabus.config.settings import Settings
 from megabus.handlers.vms.model import VM, VMState
@@ -56,6 +57,14 @@ class InstanceFiles:
             self._write_file("state", str(vm.state))
         except OSError as err:
             logger.debug("vm %d: state not written: %s", vm.id, err)
+
+    def _begin_relaunch(self) -> None:
+        """2.8's ``Start`` of a QUIT or ERROR VM: clear the error, back to BUILDING."""
+        vm = self.vm
+        logger.info("relaunching VM: %d", vm.id)
+        vm.tags.pop("error", None)
+        vm.set_state(VMState.BUILDING)
+        vm.launched = time.time()
 
     def _unlink_namespace(self) -> None:
         with contextlib.suppress(FileNotFoundError):

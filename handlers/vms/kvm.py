@@ -23,7 +23,6 @@ import logging
 import os
 import shutil
 import signal
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -360,10 +359,7 @@ class KvmRuntime(InstanceFiles):
             if vm.state & VMState.RUNNING:
                 return
             if vm.state in (VMState.QUIT, VMState.ERROR):
-                logger.info("relaunching VM: %d", vm.id)
-                vm.tags.pop("error", None)
-                vm.set_state(VMState.BUILDING)
-                vm.launched = time.time()
+                self._begin_relaunch()
                 self.hotplug.clear()  # a new QEMU has none of the old one's drives
                 await self.launch()
             if vm.state == VMState.BUILDING and vm.config.backchannel:
