@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from megabus.bus.codec import SCHEMA_HEADER, decode, encode
-    from megabus.bus.connection import Bus, FanoutResult
+    from megabus.bus.connection import Bus
     from megabus.bus.errors import (
         BusConnectError,
         BusDecodeError,
@@ -42,7 +42,6 @@ _LAZY = {
     "ServerStartError": "megabus.bus.errors",
     "Subjects": "megabus.bus.subjects",
     "Bus": "megabus.bus.connection",
-    "FanoutResult": "megabus.bus.connection",
     "Membership": "megabus.bus.membership",
     "EmbeddedServer": "megabus.bus.server",
     "port_open": "megabus.bus.server",
@@ -64,7 +63,6 @@ __all__ = [
     "BusError",
     "BusTimeoutError",
     "EmbeddedServer",
-    "FanoutResult",
     "Membership",
     "NoRespondersError",
     "PayloadTooLargeError",

@@ -7,9 +7,8 @@ the first reply only, so :meth:`Bus.request_stream` subscribes its own unique
 inbox and applies an *idle* timeout that every message resets; a deadline
 would cut off ``shell sleep 600``.
 
-Fan-out (:meth:`Bus.fanout`) sends one request per node at once and gathers
-what arrives before a deadline; a node that does not answer is reported, not
-waited on.
+Fan-out over nodes lives above the bus, in :mod:`megabus.handlers.node.fanout`
+(the one fan-out: idle timeouts per node, membership watched while waiting).
 """
 
 from __future__ import annotations
@@ -18,8 +17,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncGenerator, Collection
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator
 from typing import TypeVar
 
 import nats
@@ -31,7 +29,6 @@ from megabus.bus.codec import decode, encode
 from megabus.bus.errors import (
     BusConnectError,
     BusDecodeError,
-    BusError,
     BusTimeoutError,
     NoRespondersError,
     PayloadTooLargeError,
@@ -60,19 +57,6 @@ RECONNECT_WAIT = 1
 DRAIN_TIMEOUT = 5
 #: Seconds JetStream API calls wait for the server.
 JS_TIMEOUT = 5.0
-
-
-@dataclass
-class FanoutResult:
-    """What a fan-out gathered before its deadline."""
-
-    #: Batches per node, in arrival order; a node that answered nothing is absent.
-    replies: dict[str, list[CommandReply]] = field(default_factory=dict)
-    #: Nodes whose last reply did not arrive before the deadline, or that no
-    #: process serves; partial batches of a node still streaming stay in ``replies``.
-    missing: list[str] = field(default_factory=list)
-    #: Nodes that answered with an error instead of a reply, and the error.
-    errors: dict[str, str] = field(default_factory=dict)
 
 
 class Bus:
@@ -294,61 +278,6 @@ class Bus:
                     replies.append(item)
         return replies
 
-    async def fanout(
-        self,
-        nodes: Collection[str],
-        line: str,
-        *,
-        deadline: float,
-        namespace: str = "",
-        source: str = "",
-    ) -> FanoutResult:
-        """Run ``line`` on every node of ``nodes`` at once.
-
-        Args:
-            deadline: seconds from now; the call returns by then whatever
-                has arrived, and names the nodes that did not finish.
-        """
-        req = self._command_request(line, namespace, source)
-        result = FanoutResult()
-        targets = list(dict.fromkeys(nodes))
-
-        async def one(node: str) -> None:
-            subject = self.subjects.node_cmd(node)
-            stream = self.request_stream(subject, req, idle_timeout=deadline)
-            async with contextlib.aclosing(stream):
-                async for item in stream:
-                    if isinstance(item, CommandReply):
-                        result.replies.setdefault(node, []).append(item)
-                    elif isinstance(item, ErrorReply):
-                        result.errors[node] = item.error
-
-        tasks = {asyncio.create_task(one(n), name=f"fanout-{n}"): n for n in targets}
-        try:
-            if tasks:
-                await asyncio.wait(tasks, timeout=deadline)
-        finally:
-            late = [t for t in tasks if not t.done()]
-            for task in late:
-                task.cancel()
-            if late:
-                # Only unsubscribes remain to run: this is not waiting on nodes.
-                await asyncio.wait(late)
-        for task, node in tasks.items():
-            if task.cancelled():
-                result.missing.append(node)
-                continue
-            err = task.exception()
-            if isinstance(err, NoRespondersError | BusTimeoutError):
-                result.missing.append(node)
-            elif isinstance(err, BusError):
-                result.errors[node] = str(err)
-            elif err is not None:
-                raise err
-        return result
-
-    # --- lifecycle ----------------------------------------------------------
-
     async def close(self) -> None:
         """Drain the subscriptions and pending publishes, then close. Idempotent."""
         if self.nc.is_closed:
@@ -372,4 +301,4 @@ async def _close_quietly(nc: Client) -> None:
         await nc.close()
 
 
-__all__ = ["Bus", "FanoutResult"]
+__all__ = ["Bus"]

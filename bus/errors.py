@@ -1,9 +1,20 @@
-"""The bus's exceptions, one tree with one root.
+"""megabus's exceptions: one root, :class:`MegabusError`, and its tree.
 
-Callers that only care that "the bus failed" catch :class:`BusError`; the
-leaves say what went wrong in words a user can act on::
+Every error megabus raises on purpose descends from :class:`MegabusError`, so a
+program that drives megabus catches one class. The leaves say what went wrong
+in words a user can act on; where a lower-level error caused one, it is kept
+as ``__cause__`` (``raise ... from err``) when it helps the user, and dropped
+(``from None``) only when the message already says everything::
 
-    BusError
+    MegabusError
+     ├── CommandError          a command failed; the text is minimega's, shown as
+     │    │                    ``E: <text>`` (Response.error) and matched by scripts
+     │    ├── LanguageError    (handlers.language) a line that does not lex or match
+     │    └── QemuMissingError (handlers.model) no QEMU binary to ask
+     ├── OvsError              (handlers.net) ovs-vsctl failed or Open vSwitch is missing
+     ├── CgroupError           (handlers.vms) the host's cgroups cannot hold a container
+     ├── SettingsError         (config) a bad setting in a file, the environment or a flag
+     └── BusError              the bus failed
      ├── BusDecodeError        a message is not what its subject promises
      ├── BusConnectError       no NATS server of the list could be reached
      ├── BusTimeoutError       nothing arrived within the (idle) timeout
@@ -11,13 +22,32 @@ leaves say what went wrong in words a user can act on::
      ├── NoRespondersError     nobody subscribes the request's subject
      ├── PayloadTooLargeError  a message exceeds the server's max payload
      ├── RemoteError           the far side answered with an ErrorReply
-     └── ServerStartError      the embedded nats-server did not come up
+     ├── ServerStartError      the embedded nats-server did not come up
+     └── RawClientError        (bus.rawclient) the one-shot client's own failures;
+                               its NoRespondersError is also the one above
+
+Two kinds stand apart on purpose, because they run where this module is not
+shipped: the guest agent's errors (``agent``, and ``bus.cc_messages``'s
+``FrameError``, which the agent bundle carries alone).
 """
 
 from __future__ import annotations
 
 
-class BusError(Exception):
+class MegabusError(Exception):
+    """Root of every error megabus raises on purpose."""
+
+
+class CommandError(MegabusError):
+    """A command failed: its handler answers with this text as ``E: <text>``.
+
+    minimega's texts are kept exactly (``alias already in use``), since users
+    and scripts match on them. Engines raise it too, for failures a user sees
+    as the command's error.
+    """
+
+
+class BusError(MegabusError):
     """Root of every bus error."""
 
 
@@ -62,6 +92,8 @@ __all__ = [
     "BusDecodeError",
     "BusError",
     "BusTimeoutError",
+    "CommandError",
+    "MegabusError",
     "NoRespondersError",
     "PayloadTooLargeError",
     "RemoteError",

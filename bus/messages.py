@@ -13,7 +13,7 @@ agent keeps working next to a newer one.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -194,7 +194,11 @@ class Event(Message, tag="megabus.event.v1", kw_only=True):
 # --- scheduler ------------------------------------------------------------------
 
 
-class LaunchRequest(Message, tag="megabus.sched.v1.launch", kw_only=True):
+#: The type of a launch request's VM config (the node's ``VMConfig``).
+C = TypeVar("C")
+
+
+class LaunchRequest(Message, Generic[C], tag="megabus.sched.v1.launch", kw_only=True):
     """VMs the scheduler placed on a node (``mb.v1.node.<node>.launch``; 2.8's ``meshageVMLaunch``).
 
     Names are final (the scheduling node names unnamed VMs, so names stay
@@ -205,8 +209,9 @@ class LaunchRequest(Message, tag="megabus.sched.v1.launch", kw_only=True):
     #: ``kvm`` or ``container``.
     vm_type: str
     names: list[str]
-    #: The ``vm config`` to launch them with (``VMConfig`` as JSON-friendly builtins).
-    config: dict[str, Any] = {}
+    #: The ``vm config`` to launch them with: the node decodes ``LaunchRequest[VMConfig]``,
+    #: so a config that does not match the model is refused with its JSON path.
+    config: C
     #: The scheduling node.
     client: str = ""
 

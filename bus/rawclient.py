@@ -20,6 +20,9 @@ import time
 from collections.abc import Iterator
 from urllib.parse import unquote
 
+from megabus.bus.errors import BusError
+from megabus.bus.errors import NoRespondersError as BusNoRespondersError
+
 # ``typing`` costs the one-shot path a few ms; the names are for the type
 # checker only (mypy treats any ``TYPE_CHECKING`` name as true).
 TYPE_CHECKING = False
@@ -37,7 +40,7 @@ _CRLF = b"\r\n"
 _MAX_LINE = 64 * 1024
 
 
-class RawClientError(Exception):
+class RawClientError(BusError):
     """Base class of everything this client raises; the message is for users."""
 
 
@@ -45,7 +48,7 @@ class ConnectError(RawClientError):
     """No server of the list could be reached, or one refused us."""
 
 
-class NoRespondersError(RawClientError):
+class NoRespondersError(RawClientError, BusNoRespondersError):
     """Nobody subscribes to the subject (NATS status 503)."""
 
     def __init__(self, subject: str) -> None:

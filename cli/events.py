@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 from megabus.bus.connection import Bus
 from megabus.bus.errors import BusConnectError
 from megabus.bus.subjects import Subjects
-from megabus.cli.main import Target, UsageError
+from megabus.cli.args import Target, UsageError
 
 logger = logging.getLogger(__name__)
 

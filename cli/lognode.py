@@ -35,12 +35,7 @@ from megabus.bus.connection import Bus
 from megabus.bus.errors import BusConnectError, BusDecodeError
 from megabus.bus.messages import LogRecord
 from megabus.bus.subjects import token
-from megabus.cli.main import (
-    CLIENT_FLAGS,
-    UsageError,
-    parse_interspersed,
-    resolve_target,
-)
+from megabus.cli.args import CLIENT_FLAGS, UsageError, parse_interspersed, resolve_target
 
 logger = logging.getLogger(__name__)
 

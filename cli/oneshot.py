@@ -25,7 +25,7 @@ from megabus.bus.rawclient import (
     RawClientError,
 )
 from megabus.bus.subjects import Subjects
-from megabus.cli.main import Target
+from megabus.cli.args import Target
 
 # ``typing`` costs the one-shot path a few ms; the names are for the type
 # checker only (mypy treats any ``TYPE_CHECKING`` name as true).

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 
-from megabus.cli.main import Target
+from megabus.cli.args import Target
 from megabus.cli.oneshot import Session, UnreachableError, print_reply
 
 HISTORY_FILE = os.path.expanduser("~/.megabus_history")

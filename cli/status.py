@@ -27,7 +27,7 @@ from megabus.bus.codec import decode
 from megabus.bus.connection import Bus
 from megabus.bus.errors import BusConnectError, BusDecodeError
 from megabus.bus.messages import Heartbeat, LogRecord, StatusUpdate
-from megabus.cli.main import Target
+from megabus.cli.args import Target
 
 #: A node is shown as gone after this many of its intervals without a heartbeat.
 MISSED_BEATS = 3

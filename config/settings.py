@@ -16,12 +16,14 @@ from typing import Any
 
 import msgspec
 
+from megabus.bus.errors import MegabusError
+
 DEFAULT_NATS = "nats://127.0.0.1:4222"
 DEFAULT_BASE = "/tmp/megabus"
 SYSTEM_CONFIG = "/etc/megabus.toml"
 
 
-class SettingsError(ValueError):
+class SettingsError(MegabusError, ValueError):
     """A setting has a bad value; the message names the setting and the value."""
 
 
@@ -63,6 +65,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename=
     recover: bool = False
     #: QEMU accelerator: auto, kvm or tcg.
     accel: str = "auto"
+    #: Requests a node runs at once; more wait their turn (none is dropped).
+    max_requests: int = 256
+
+    def __post_init__(self) -> None:
+        if self.max_requests < 1:
+            raise SettingsError(f"invalid max-requests {self.max_requests}: must be at least 1")
 
     @property
     def files_dir(self) -> str:

@@ -285,7 +285,7 @@ async def mesh_fanout(runs: int) -> dict[str, object]:
     to be gone (it is named at once).
     """
     from megabus.config.settings import Settings
-    from megabus.handlers.node import Node
+    from megabus.handlers.main import Node
 
     names = [f"m{i:02d}" for i in range(MESH_NODES)]
     spec = f"m[00-{MESH_NODES - 1}]"
@@ -356,9 +356,9 @@ async def mesh_fanout(runs: int) -> dict[str, object]:
 async def nic_attach(vms: int) -> dict[str, object]:
     """Seconds to give ``vms`` VMs one NIC each (MAC, tap, OVS port), as that many
     concurrent launches do, and to destroy them again (needs Open vSwitch)."""
+    from megabus.handlers.model.netspec import NetConfig
     from megabus.handlers.net import vmnics
-    from megabus.handlers.net.bridges import Bridges
-    from megabus.handlers.vmconf.netspec import NetConfig
+    from megabus.handlers.net._bridges import Bridges
 
     if not vms:
         return {}
@@ -383,7 +383,7 @@ async def nic_attach(vms: int) -> dict[str, object]:
 async def tap_scale(count: int) -> dict[str, object]:
     """Seconds to create and to delete ``count`` taps on one bridge, in one batch each
     (2.8 took 90 s to delete 250); needs Open vSwitch."""
-    from megabus.handlers.net.bridges import Bridges, TapSpec
+    from megabus.handlers.net._bridges import Bridges, TapSpec
 
     if not count:
         return {}
@@ -418,7 +418,7 @@ async def nats_failover(aliases: int) -> dict[str, object]:
     import socket
 
     from megabus.config.settings import Settings
-    from megabus.handlers.node import Node
+    from megabus.handlers.main import Node
 
     if not aliases:
         return {}
@@ -575,7 +575,7 @@ async def cc_bench(agents: int, rounds: int, send_agents: int, send_mb: int) -> 
     from nats.aio.msg import Msg
 
     from megabus.config.settings import Settings
-    from megabus.handlers.node import Node
+    from megabus.handlers.main import Node
 
     if not agents:
         return {}

@@ -44,6 +44,10 @@ typecheck() {
 }
 step "mypy --strict" typecheck
 
+# The layers and engine faces of docs/architecture.md, as pyproject.toml's
+# import-linter contracts say them; read through the same symlink tree.
+step "import contracts" bash -c 'cd "$1/build/typecheck" && PYTHONPATH=. "$2/lint-imports" "$1/pyproject.toml"' _ "$repo" "$bin"
+
 echo "== pytest"
 "$bin/python" -m pytest "$@"
 rc=$?

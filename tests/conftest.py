@@ -1,7 +1,9 @@
-"""Fixtures that give tests real NATS: a server, a cluster, a connected Bus.
+"""Shared fixtures: real NATS (a server, a cluster, a connected Bus), test nodes, images.
 
-Every fixture is function-scoped and torn down even when the test fails, so a
-test never sees another test's subjects, streams or buckets.
+The NATS fixtures are function-scoped and torn down even when the test fails,
+so a test never sees another test's subjects, streams or buckets. Helpers
+live in support modules beside this file (``nodes``, ``containers``,
+``ccworld``, ``compat``...); no test module imports another test module.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from pathlib import Path
 import pytest
 
 # pytest puts this folder on sys.path (rootdir conftest, no __init__.py).
+from compat import require_compat
+from containers import build_images
 from natsd import ClusterFactory, cluster, start_server
+from nodes import MiniNode, node_at
 
 from megabus.bus.connection import Bus
 from megabus.bus.server import EmbeddedServer
@@ -61,3 +66,44 @@ async def bus(nats_url: str) -> AsyncIterator[Bus]:
         yield b
     finally:
         await b.close()
+
+
+@pytest.fixture
+async def nats_js_url(tmp_path: Path) -> AsyncIterator[str]:
+    """The client URL of a nats-server of this test's own (an :class:`EmbeddedServer`)."""
+    async with EmbeddedServer(tmp_path / "js", port=0) as server:
+        yield server.client_url
+
+
+@pytest.fixture
+async def node(nats_js_url: str) -> AsyncIterator[MiniNode]:
+    """A test node (``nodes.node_at``) on :func:`nats_js_url`."""
+    async with node_at(nats_js_url, "t1") as n:
+        yield n
+
+
+@pytest.fixture(scope="session")
+def minicccfs() -> Path:
+    """The ``minicccfs`` root, built (or found current) once per session."""
+    image = build_images() / "minicccfs"
+    assert (image / "init").is_file()
+    return image
+
+
+@pytest.fixture
+async def cnode(tmp_path: Path) -> AsyncIterator[MiniNode]:
+    """A test node for containers: its base is the test's folder; ``clear all`` at the end."""
+    async with (
+        EmbeddedServer(tmp_path / "js", port=0) as server,
+        node_at(server.client_url, "ct", base=tmp_path / "base") as n,
+    ):
+        try:
+            yield n
+        finally:
+            await n.run("clear all")
+
+
+@pytest.fixture(scope="session")
+def compat_dir() -> Path:
+    """minimega 2.8's test scripts (``compat.COMPAT_DIR``): skips without them, fails in CI."""
+    return require_compat()

@@ -27,13 +27,8 @@ from pathlib import Path
 from megabus.bus.connection import Bus
 from megabus.bus.messages import CommandReply, CommandRequest
 from megabus.config.settings import Settings
-from megabus.handlers.node import (
-    DispatcherFactory,
-    Emit,
-    Executor,
-    Node,
-    default_dispatcher,
-)
+from megabus.handlers.main import Node, default_dispatcher
+from megabus.handlers.node.process import DispatcherFactory, Emit, Executor
 
 PAIRS = 100
 #: Idle timeout of every request of the pair; nothing is ever silent that long.

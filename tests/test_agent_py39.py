@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_cc_support import CcWorld, cc_world, free_port, wait_for
+from ccworld import CcWorld, cc_world, free_port, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 SITE = REPO / "build" / "py39-site"
@@ -180,9 +180,8 @@ async def test_bundle_on_python_3_9_serves_a_real_node(world: CcWorld, pyz: Path
     rows = await world.rows("cc clients")
     assert [r[0] for r in rows] == [U]
     # the agent's version, as the node saw it
-    from megabus.handlers.cc import cc_node
 
-    srv = await cc_node(world.state).server("minimega")
+    srv = await world.state.cc.server("minimega")
     assert srv.clients[U].info.version
     log = (path / "agent.log").read_text()
     assert "Traceback" not in log

@@ -147,36 +147,6 @@ async def test_publish_reaches_subscribers(bus: Bus) -> None:
     assert msg.headers["Mb-Schema"] == "megabus.hb.v1"
 
 
-async def test_fanout_reports_the_silent_and_the_absent(bus: Bus) -> None:
-    async with (
-        responder(bus, "a", echo),
-        responder(bus, "b", echo),
-        responder(bus, "quiet", silent),
-    ):
-        # "quiet" never answers: only the deadline can end this call.
-        async with asyncio.timeout(10):
-            result = await bus.fanout(["a", "b", "quiet", "gone"], "vm info", deadline=1.0)
-    assert sorted(result.replies) == ["a", "b"]
-    assert [r.rendered for r in result.replies["a"]] == ["vm info"]
-    assert sorted(result.missing) == ["gone", "quiet"]
-    assert result.errors == {}
-
-
-async def test_fanout_collects_error_replies(bus: Bus) -> None:
-    async def refuse(bus: Bus, msg: Msg) -> None:
-        await reply(bus, msg, ErrorReply(node="a", error="nope"))
-
-    async with responder(bus, "a", refuse):
-        result = await bus.fanout(["a"], "vm info", deadline=5.0)
-    assert result.errors == {"a": "nope"}
-    assert result.missing == []
-
-
-async def test_fanout_to_nobody_returns_at_once(bus: Bus) -> None:
-    result = await bus.fanout([], "vm info", deadline=30.0)
-    assert (result.replies, result.missing, result.errors) == ({}, [], {})
-
-
 async def test_connect_to_nothing_fails_clearly() -> None:
     port = free_port()
     with pytest.raises(BusConnectError, match=f"127.0.0.1:{port}"):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from ccworld import CcWorld, cc_world, free_port, wait_for
 from nats.aio.msg import Msg
-from test_cc_support import CcWorld, cc_world, free_port, wait_for
 
 from megabus.bus.cc_messages import ResponseEvent
 
@@ -202,9 +202,8 @@ async def test_filters_by_hostname_and_tag_and_prefix(world: CcWorld) -> None:
 
     async def tagged() -> bool:
         srv_clients = await world.clients()
-        from megabus.handlers.cc import cc_node
 
-        srv = await cc_node(world.state).server("minimega")
+        srv = await world.state.cc.server("minimega")
         return U2 in srv_clients and srv.clients[U2].info.tags.get("role") == "db"
 
     await wait_for(tagged, "tag reached the node")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from megabus.bus.cc_messages import ClientInfo
+from megabus.bus.errors import CommandError
 from megabus.handlers.cc.filter import Filter, matches, parse
-from megabus.handlers.registry import CommandError
 
 CLIENT = ClientInfo(
     uuid="99d2c66f-7e8f-4a26-af92-3876284d33f5",

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from test_cc_support import CcWorld, cc_world, free_port, wait_for
+from ccworld import CcWorld, cc_world, free_port, wait_for
 
 COUNT = 3
 TAG = f"mbc{os.getpid() % 100000}"

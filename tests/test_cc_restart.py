@@ -13,31 +13,18 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from compat import running_node
-from test_cc_support import NODE, CcWorld, free_port, stop, wait_for
+from ccworld import CcWorld, free_port, node_state, stop, wait_for
 
 from megabus.bus.connection import Bus
-from megabus.handlers.state import NodeState
 
 U1 = "77777777-7777-4777-8777-777777777777"
 U2 = "88888888-8888-4888-8888-888888888888"
 
 
-def _state() -> NodeState:
-    """The running node's state (the one whose bus is open)."""
-    from megabus.handlers.cc import _NODES
-
-    return next(
-        n.state
-        for n in list(_NODES)
-        if n.state.name == NODE and n.bus is not None and not n.bus.nc.is_closed
-    )
-
-
 @contextlib.asynccontextmanager
 async def node(nats_url: str, base: Path, bus: Bus) -> AsyncIterator[CcWorld]:
-    async with running_node(nats_url, name=NODE, base=base):
-        yield CcWorld(bus, base, _state())
+    async with node_state(nats_url, base) as state:
+        yield CcWorld(bus, base, state)
 
 
 async def test_commands_survive_a_node_restart(nats_url: str, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_cc_support import CcWorld, cc_world, free_port, stop, wait_for
+from ccworld import CcWorld, cc_world, free_port, stop, wait_for
 
 from megabus.bus import cc_messages as wire
 

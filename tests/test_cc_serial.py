@@ -18,9 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_cc_support import CcWorld, cc_world, guest_image, wait_for
-
-from megabus.handlers.cc import cc_attach_serial, cc_detach
+from ccworld import CcWorld, cc_world, guest_image, wait_for
 
 #: A TCG boot, a 30 s pause and a redial; building the image first may download a kernel.
 pytestmark = pytest.mark.timeout(300)
@@ -92,9 +90,8 @@ async def test_guest_agent_over_virtio_serial_survives_a_long_pause(
 
     async def back() -> bool:
         srv_clients = await world.clients()
-        from megabus.handlers.cc import cc_node
 
-        srv = await cc_node(world.state).server("minimega")
+        srv = await world.state.cc.server("minimega")
         # a fresh connection, made after the resume
         return uuid in srv_clients and srv.clients[uuid].via.startswith("serial:")
 
@@ -106,14 +103,14 @@ async def test_guest_agent_over_virtio_serial_survives_a_long_pause(
     # the agent must not write into the unconnected port meanwhile (QEMU would throttle it)
     vm = world.state.vms.find("minimega", "guest")
     assert vm is not None
-    await cc_detach(world.state, vm)
+    await world.state.cc.detach(vm)
 
     async def gone() -> bool:
         return uuid not in await world.clients()
 
     await wait_for(gone, "the guest's agent dropped with the socket")
     await asyncio.sleep(3)  # the agent meets a port with nobody on the host side
-    await cc_attach_serial(world.state, vm, os.path.join(vm.instance_path, "cc"))
+    await world.state.cc.attach_serial(vm, os.path.join(vm.instance_path, "cc"))
     await wait_for(connected, "the guest's agent back on the redialled socket", limit=60)
     await world.ok("cc exec hostname")
     assert await _answer(world, 3, uuid) == "miniccc\n"

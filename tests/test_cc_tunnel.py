@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_cc_support import CcWorld, cc_world, free_port, wait_for
+from ccworld import CcWorld, cc_world, free_port, wait_for
 
 U1 = "31313131-3131-4131-8131-313131313131"
 

@@ -13,15 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_cc_support import CcWorld, cc_world, wait_for
-from test_container_support import build_images
-
-
-@pytest.fixture(scope="module")
-def minicccfs() -> Path:
-    image = build_images() / "minicccfs"
-    assert (image / "init").is_file()
-    return image
+from ccworld import CcWorld, cc_world, wait_for
 
 
 @pytest.fixture

@@ -66,3 +66,4 @@ async def test_a_node_with_an_embedded_server_serves_one_shot_commands(tmp_path:
     assert node.returncode == 0
     assert not info.exists()
     assert not listening(port)  # the embedded server went with the node
+

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from compat import running_node
-from test_cli_oneshot import megabus
+from megabuscmd import megabus
 
 
 @pytest.fixture

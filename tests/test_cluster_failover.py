@@ -26,7 +26,7 @@ from megabus.bus.errors import BusError, NoRespondersError
 from megabus.bus.messages import CommandReply
 from megabus.bus.server import server_binary
 from megabus.config.settings import Settings
-from megabus.handlers.node import Node
+from megabus.handlers.main import Node
 
 OPS = Path(__file__).resolve().parent.parent / "ops" / "nats"
 ALIASES = 120

@@ -13,27 +13,15 @@ import re
 from pathlib import Path
 
 import pytest
-from test_container_support import (
-    alive,
-    column,
-    exists,
-    in_container,
-    minicccfs,
-    read,
-    runtime,
-    vm_named,
-    wait_for,
-)
-from test_container_support import cnode as cnode
-from test_misc_support import MiniNode, transcript
+from containers import alive, column, exists, in_container, read, runtime, vm_named, wait_for
+from nodes import MiniNode, transcript
 
-from megabus.handlers.vms.container_net import NETNS_DIR
-from megabus.handlers.vms.container_shim import DEFAULT_CAPS
+from megabus.handlers.vms._container_net import NETNS_DIR
+from megabus.handlers.vms._container_shim import DEFAULT_CAPS
 
 pytestmark = pytest.mark.timeout(180)
 #: The console's answer (the echoed command line has ``$(...)`` where this has values).
 ANSWER = re.compile(rb"host=inner init=\S+ n=\d+\r?\n")
-_ = minicccfs  # the session fixture, used by name below
 
 LIFECYCLE = """\
 vm config filesystem {fs}

@@ -13,16 +13,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from containers import column, exists, read, runtime, vm_named, wait_for
+from nodes import MiniNode
 from ovsfix import ovs, unique
 from procs import run
-from test_container_support import cnode as cnode
-from test_container_support import column, exists, minicccfs, read, runtime, vm_named, wait_for
-from test_misc_support import MiniNode
 
-from megabus.handlers.net.bridges import bridges_of
-from megabus.handlers.vms.container_net import NETNS_DIR
+from megabus.handlers.vms._container_net import NETNS_DIR
 
-__all__ = ["cnode", "minicccfs", "ovs"]
+__all__ = ["ovs"]
 
 pytestmark = [pytest.mark.usefixtures("ovs"), pytest.mark.timeout(180)]
 
@@ -103,7 +101,7 @@ async def test_containers_share_bridges_and_vlans_separate_them(
     netns_a = rts["a"].netns
     assert await cnode.errors("vm kill a") == []
     assert not exists(f"/sys/class/net/{taps['a']}")
-    assert bridges_of(cnode.state).lookup(bridge) is not None
+    assert cnode.state.bridges.lookup(bridge) is not None
     with pytest.raises(subprocess.CalledProcessError):
         ovs_get("port", taps["a"], "tag")
     assert not exists(f"{NETNS_DIR}/{netns_a}")

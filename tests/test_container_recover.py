@@ -21,16 +21,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from noderecovery import NODE, alive, start
 from ovsfix import ovs, unique
-from test_container_support import minicccfs
-from test_vm_recover import NODE, alive, start
 
 from megabus.bus.connection import Bus
-from megabus.handlers.net.ovs import find_db
-from megabus.handlers.vms.container_cgroup import ROOT, node_key
-from megabus.handlers.vms.container_net import NETNS_DIR
+from megabus.handlers.net._ovs import find_db
+from megabus.handlers.vms._container_cgroup import ROOT, node_key
+from megabus.handlers.vms._container_net import NETNS_DIR
 
-__all__ = ["minicccfs", "ovs"]
+__all__ = ["ovs"]
 
 pytestmark = [pytest.mark.usefixtures("ovs"), pytest.mark.timeout(300)]
 

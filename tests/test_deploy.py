@@ -27,8 +27,8 @@ from megabus.bus.connection import Bus
 from megabus.bus.errors import NoRespondersError
 from megabus.bus.server import EmbeddedServer
 from megabus.config.settings import Settings
-from megabus.handlers.deploy import entry_point
-from megabus.handlers.node import Node
+from megabus.handlers.commands.deploy import entry_point
+from megabus.handlers.main import Node
 
 SSHD = "/usr/sbin/sshd"
 
@@ -223,7 +223,7 @@ async def test_deploy_reports_ssh_failures_and_bad_hosts(
 
 
 def test_the_remote_command_quotes_every_word() -> None:
-    from megabus.handlers.deploy import ssh_command
+    from megabus.handlers.commands.deploy import ssh_command
 
     argv = ssh_command("kn1", "bob", "nohup x > /dev/null &")
     assert argv == [

@@ -20,14 +20,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from dnslab import HERE, PYTHON, Lab, ask, resolver, udhcpc
+from nodes import MiniNode, node_at
 from ovsfix import ovs, unique
-from test_dnsmasq_support import HERE, PYTHON, Lab, ask, resolver, udhcpc
-from test_misc_support import MiniNode, node_at
 
 from megabus.bus.connection import Bus
 from megabus.bus.errors import BusError
 from megabus.bus.server import EmbeddedServer
-from megabus.handlers.net.bridges import Bridges, bridges_of
+from megabus.handlers.net._bridges import Bridges
 
 __all__ = ["ovs"]
 
@@ -38,9 +38,8 @@ pytestmark = [pytest.mark.usefixtures("ovs"), pytest.mark.timeout(240)]
 async def dnode(tmp_path: Path) -> AsyncIterator[MiniNode]:
     async with (
         EmbeddedServer(tmp_path / "js", port=0) as server,
-        node_at(server.client_url, "dq") as n,
+        node_at(server.client_url, "dq", base=tmp_path / "base") as n,
     ):
-        n.state.settings.base = str(tmp_path / "base")
         try:
             yield n
         finally:
@@ -76,7 +75,7 @@ def lease_script(tmp_path: Path) -> tuple[Path, Path]:
 
 async def test_dhcp_range_static_leases_options_and_kill(dnode: MiniNode, tmp_path: Path) -> None:
     br = unique("mdb")
-    lab = Lab(bridges_of(dnode.state), br)
+    lab = Lab(dnode.state.bridges, br)
     try:
         assert await dnode.errors(f"tap create 101 bridge {br} ip 10.231.0.1/24") == []
         assert await dnode.errors("dnsmasq start 10.231.0.1 10.231.0.100 10.231.0.150") == []

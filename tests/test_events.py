@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from test_cc_support import cc_world, free_port
+from ccworld import cc_world, free_port
 
 from megabus.bus.codec import decode
 from megabus.bus.messages import Event

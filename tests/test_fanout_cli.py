@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_mesh_nodes import cluster
+from meshnodes import cluster
 
 NS = "namespace exp"
 

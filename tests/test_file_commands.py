@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_misc_support import MiniNode, node_at
+from nodes import MiniNode, node_at
 
 from megabus.bus.server import EmbeddedServer
 
@@ -18,9 +18,8 @@ from megabus.bus.server import EmbeddedServer
 async def fnode(tmp_path: Path) -> AsyncIterator[tuple[MiniNode, Path]]:
     async with (
         EmbeddedServer(tmp_path / "js", port=0) as server,
-        node_at(server.client_url, "file") as n,
+        node_at(server.client_url, "file", base=tmp_path / "base") as n,
     ):
-        n.state.settings.base = str(tmp_path / "base")
         files = Path(n.state.settings.files_dir)
         (files / "snapshots" / "matrix").mkdir(parents=True)
         (files / "snapshots" / "matrix" / "neo1.migrate").write_bytes(b"x" * 10)

@@ -19,9 +19,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_cc_support import IMAGES, REPO, CcWorld, cc_world, guest_image, wait_for
-
-from megabus.handlers.cc import cc_node
+from ccworld import IMAGES, REPO, CcWorld, cc_world, guest_image, wait_for
 
 #: Building the image first may download a kernel package.
 pytestmark = pytest.mark.timeout(300)
@@ -98,7 +96,7 @@ async def world(nats_url: str, tmp_path: Path) -> AsyncIterator[CcWorld]:
 
 async def test_the_initrd_agent_serves_a_real_node(world: CcWorld, unpacked: Path) -> None:
     sock = unpacked / "cc"
-    srv = await cc_node(world.state).server("minimega")
+    srv = await world.state.cc.server("minimega")
     await srv.listen_unix(str(sock), None)
     agent_dir = unpacked / "tmp" / f"agent-{os.getpid()}"
     proc = await asyncio.create_subprocess_exec(

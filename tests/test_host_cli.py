@@ -6,10 +6,10 @@ import os
 import re
 from pathlib import Path
 
-from test_mesh_nodes import cluster
+from meshnodes import cluster
 
-from megabus.cli.language.gotime import format_seconds as go_duration
-from megabus.handlers.host import COLUMNS
+from megabus.handlers.commands.host import COLUMNS
+from megabus.handlers.language.gotime import format_seconds as go_duration
 
 
 async def test_host_has_2_8_columns_and_single_fields(nats_url: str, tmp_path: Path) -> None:

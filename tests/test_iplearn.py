@@ -16,14 +16,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from dnslab import Lab
+from nodes import MiniNode, node_at
 from ovsfix import ovs, unique
-from test_dnsmasq_support import Lab, must, run
-from test_misc_support import MiniNode, node_at
+from procs import must, run
 
 from megabus.bus.server import EmbeddedServer
-from megabus.handlers.net import iplearn
-from megabus.handlers.net.bridges import bridges_of
-from megabus.handlers.net.ovs import get_switch
+from megabus.handlers.net import _iplearn as iplearn
+from megabus.handlers.net._ovs import get_switch
 
 __all__ = ["ovs"]
 
@@ -34,13 +34,12 @@ pytestmark = [pytest.mark.usefixtures("ovs"), pytest.mark.timeout(240)]
 async def lnode(tmp_path: Path) -> AsyncIterator[MiniNode]:
     async with (
         EmbeddedServer(tmp_path / "js", port=0) as server,
-        node_at(server.client_url, "ipl") as n,
+        node_at(server.client_url, "ipl", base=tmp_path / "base") as n,
     ):
-        n.state.settings.base = str(tmp_path / "base")
         try:
             yield n
         finally:
-            await iplearn.learner_of(n.state).stop()
+            await n.state.iplearn.stop()
             await n.run("clear all")
 
 
@@ -64,14 +63,14 @@ async def test_arp_and_ns_fill_vm_info_ip_and_ip6(lnode: MiniNode) -> None:
     mac = vm.config.networks[0].mac
     assert await cells(lnode) == ["a", "[]", "[]"]
 
-    learner = iplearn.learner_of(lnode.state)
+    learner = lnode.state.iplearn
     await learner.start()
     flows = await our_flows(br)
     assert len(flows) == 2
     assert any("arp" in f and "actions=LOCAL,NORMAL" in f for f in flows)
     assert any("icmp_type=135" in f and "actions=LOCAL,NORMAL" in f for f in flows)
 
-    lab = Lab(bridges_of(lnode.state), br)
+    lab = Lab(lnode.state.bridges, br)
     try:
         guest = await lab.guest(102, "10.231.3.5", mac=mac)
         await must(*guest.ns("ip", "-6", "addr", "add", "fd00:231::5/64", "dev", "eth0", "nodad"))

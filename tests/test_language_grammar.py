@@ -7,8 +7,8 @@ import re
 import pytest
 from compat import REFERENCE_DIR
 
-from megabus.cli.language import Grammar, LanguageError
-from megabus.cli.language.lexer import lex
+from megabus.handlers.language import Grammar, LanguageError
+from megabus.handlers.language.lexer import lex
 
 # A realistic slice of minimega 2.8's patterns (minimega-2.8.md section 1.2).
 PATTERNS = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from megabus.cli.language import LanguageError
-from megabus.cli.language.lexer import Item, go_quote, join_items, lex, trim_space
+from megabus.handlers.language import LanguageError
+from megabus.handlers.language.lexer import Item, go_quote, join_items, lex, trim_space
 
 
 def values(line: str) -> list[str]:

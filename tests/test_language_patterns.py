@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from megabus.cli.language.patterns import Kind, PatternItem, parse_pattern, pattern_string
+from megabus.handlers.language.patterns import Kind, PatternItem, parse_pattern, pattern_string
 
 
 def test_literals_and_required_string_with_documentation_words() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from megabus.cli.language import LanguageError
-from megabus.cli.language.ranges import expand, natural_key, unsplit
+from megabus.handlers.language import LanguageError
+from megabus.handlers.language.ranges import expand, natural_key, unsplit
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import msgspec
 
 from megabus.bus.messages import Flags, Response
-from megabus.cli.language.render import error_text, errors, minitest, render
+from megabus.handlers.language.render import error_text, errors, minitest, render
 
 DEFAULTS = Flags()
 NO_HOST = Flags(annotate=False)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
-from compat import COMPAT_DIR
 
-from megabus.cli.language.tabwriter import tabwrite
-
-COMPAT = COMPAT_DIR
+from megabus.handlers.language.tabwriter import tabwrite
 
 
 def table(*rows: list[str]) -> str:
@@ -85,11 +83,10 @@ def untabify(block: str) -> str:
     return "\n".join(out)
 
 
-@pytest.mark.skipif(not COMPAT.exists(), reason="compat scripts not available")
-def test_vm_config_dump_layout() -> None:
+def test_vm_config_dump_layout(compat_dir: Path) -> None:
     # minimega prints `vm config` through a tabwriter with minwidth 5,
     # tabwidth 0, padding 1 and spaces: the same parameters as its tables
-    want = (COMPAT / "vm_config_save.want").read_text()
+    want = (compat_dir / "vm_config_save.want").read_text()
     block = want.split("## vm config\n", 1)[1].split("\n## ", 1)[0]
     assert "Coschedule limit: -1" in block
     assert tabwrite(untabify(block), minwidth=5, tabwidth=0, padding=1) == block

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from megabus.bus.messages import Flags, Response
-from megabus.cli.language import LanguageError
-from megabus.cli.language.render import render
-from megabus.cli.language.transform import filter_responses, parse_filter, select_columns
+from megabus.handlers.language import LanguageError
+from megabus.handlers.language.render import render
+from megabus.handlers.language.transform import filter_responses, parse_filter, select_columns
 
 HEADER = ["id", "name", "state", "tags", "vlan"]
 

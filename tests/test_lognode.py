@@ -24,7 +24,7 @@ from megabus.bus.connection import Bus
 from megabus.bus.messages import LogRecord
 from megabus.cli.lognode import LogWriter, RotatingFile, format_record
 from megabus.config.settings import Settings
-from megabus.handlers.node import Node
+from megabus.handlers.main import Node
 
 MEGABUS = str(Path(sys.executable).parent / "megabus")
 
@@ -95,7 +95,7 @@ async def test_records_leave_the_node_only_while_a_log_node_is_set(
     assert (record.node, record.level, record.logger) == (
         "n1",
         "info",
-        "megabus.handlers.vlanstore",
+        "megabus.handlers.net._vlanstore",
     )
 
 
@@ -200,7 +200,7 @@ async def test_lognode_writes_a_rotating_file_per_node_as_nodes_come_and_go(
     assert proc.returncode == 0, err.decode()
     n1 = _read(logdir / "n1.log")
     assert n1.index("minimega//first") < n1.index("minimega//second")
-    assert " INFO [node: n1] megabus.handlers.vlanstore: adding VLAN alias" in n1
+    assert " INFO [node: n1] megabus.handlers.net._vlanstore: adding VLAN alias" in n1
     names = sorted(p.name for p in logdir.iterdir())
     assert names == ["n1.log", "n2.log", "n2.log.1", "n2.log.2"]
     assert all((logdir / n).stat().st_size <= 4000 for n in names)

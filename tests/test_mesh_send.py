@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_mesh_nodes import HEARTBEAT, cluster
+from meshnodes import HEARTBEAT, cluster
 
 MEGABUS = str(Path(sys.executable).with_name("megabus"))
 

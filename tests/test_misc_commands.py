@@ -6,12 +6,10 @@ import logging
 from importlib.metadata import version
 from pathlib import Path
 
-from test_misc_support import MiniNode, nats_js_url, node
+from nodes import MiniNode
 
-from megabus.cli.language.gotime import format_duration, parse_duration
-from megabus.handlers.misc import tab_table
-
-__all__ = ["nats_js_url", "node"]
+from megabus.handlers.commands.misc import tab_table
+from megabus.handlers.language.gotime import format_duration, parse_duration
 
 
 async def test_read_runs_each_line_in_its_namespace_and_records_the_lines(

@@ -6,11 +6,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from test_misc_support import MiniNode, nats_js_url, node, transcript
-
-from megabus.handlers import shell
-
-__all__ = ["nats_js_url", "node"]
+from nodes import MiniNode, transcript
 
 SCRIPT = """# Should run, only get output from shell
 shell echo hello world
@@ -60,11 +56,11 @@ async def test_background_returns_at_once_and_reaps_the_process(
     assert await node.errors(f"background sh -c 'sleep 0.2; touch {flag}'") == []
     assert not flag.exists()
     for _ in range(200):
-        if flag.exists() and not shell._REAPERS:
+        if flag.exists() and not len(node.state.background):
             break
         await asyncio.sleep(0.02)
     assert flag.exists()
-    assert not shell._REAPERS  # waited for, so no zombie is left
+    assert not len(node.state.background)  # waited for, so no zombie is left
     assert not any(_is_zombie_child(p) for p in os.listdir("/proc") if p.isdigit())
 
 

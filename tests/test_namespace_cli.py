@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from test_misc_support import MiniNode, nats_js_url, node, transcript
-
-__all__ = ["nats_js_url", "node"]
+from nodes import MiniNode, transcript
 
 READ_NAMESPACE = """.columns namespace,active namespace
 namespace foo

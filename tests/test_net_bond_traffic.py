@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from netlab import Guest
 from ovsfix import ovs, unique
-from test_net_traffic import Guest, must, run
+from procs import must, run
 
 from megabus.handlers.net import bonds
-from megabus.handlers.net.bridges import Bridges
+from megabus.handlers.net._bridges import Bridges
 
 __all__ = ["ovs"]
 

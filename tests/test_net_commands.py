@@ -7,15 +7,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from nodes import MiniNode, transcript
 from ovsfix import ovs, unique
 from pyroute2 import IPRoute
-from test_misc_support import MiniNode, nats_js_url, node, transcript
 
-from megabus.handlers.net.bridges import Bridges, bridges_of
-from megabus.handlers.net.ovs import Switch, get_switch
+from megabus.handlers.net._bridges import Bridges
+from megabus.handlers.net._ovs import Switch, get_switch
 from megabus.handlers.net.taps import link_exists
 
-__all__ = ["nats_js_url", "node", "ovs"]
+__all__ = ["ovs"]
 
 pytestmark = pytest.mark.usefixtures("ovs")
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("ovs")
 @pytest.fixture
 async def net(node: MiniNode, tmp_path: Path) -> AsyncIterator[Bridges]:
     """The node's bridge table, its files in ``tmp_path``; ``clear all`` at the end."""
-    table = bridges_of(node.state)
+    table = node.state.bridges
     table.base = tmp_path
     try:
         yield table

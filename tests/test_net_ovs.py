@@ -9,7 +9,7 @@ import pytest
 from ovsfix import ovs, unique
 
 from megabus.handlers.net import taps
-from megabus.handlers.net.ovs import OvsError, OvsMissingError, Switch, connect, kernel_datapath
+from megabus.handlers.net._ovs import OvsError, OvsMissingError, Switch, connect, kernel_datapath
 
 __all__ = ["ovs"]
 

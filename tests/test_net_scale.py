@@ -12,7 +12,7 @@ import time
 import pytest
 from ovsfix import ovs, unique
 
-from megabus.handlers.net.bridges import Bridges, TapSpec
+from megabus.handlers.net._bridges import Bridges, TapSpec
 from megabus.handlers.net.taps import link_exists
 
 __all__ = ["ovs"]

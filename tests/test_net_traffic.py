@@ -9,33 +9,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
+from netlab import Guest
 from ovsfix import ovs, unique
 from procs import must, run
 
-from megabus.handlers.net.bridges import Bridges
+from megabus.handlers.net._bridges import Bridges
 
 __all__ = ["ovs"]
 
 pytestmark = pytest.mark.usefixtures("ovs")
-
-
-@dataclass
-class Guest:
-    """A network namespace with one veth into the bridge."""
-
-    netns: str
-    link: str
-    ip: str
-
-    async def ping(self, other: Guest) -> bool:
-        # -c 3: the first frames may go while the userspace datapath learns
-        code, _ = await run(
-            "ip", "netns", "exec", self.netns, "ping", "-c", "3", "-i", "0.2", "-W", "1", other.ip
-        )
-        return code == 0
 
 
 @pytest.fixture

@@ -12,17 +12,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from nodes import MiniNode, node_at, transcript
 from ovsfix import ovs, unique
-from test_misc_support import MiniNode, node_at, transcript
 
 from megabus.bus.server import EmbeddedServer
-from megabus.handlers.net.bridges import bridges_of
-from megabus.handlers.net.ovs import get_switch
+from megabus.handlers.net._ovs import get_switch
 from megabus.handlers.net.taps import link_exists
 
 __all__ = ["ovs"]
-
-COMPAT = Path(__file__).resolve().parent.parent.parent / "shared" / "compat"
 
 pytestmark = [pytest.mark.usefixtures("ovs"), pytest.mark.timeout(240)]
 
@@ -31,9 +28,8 @@ pytestmark = [pytest.mark.usefixtures("ovs"), pytest.mark.timeout(240)]
 async def vmnode(tmp_path: Path) -> AsyncIterator[MiniNode]:
     async with (
         EmbeddedServer(tmp_path / "js", port=0) as server,
-        node_at(server.client_url, "vmnet") as n,
+        node_at(server.client_url, "vmnet", base=tmp_path / "base") as n,
     ):
-        n.state.settings.base = str(tmp_path / "base")
         try:
             yield n
         finally:
@@ -124,7 +120,7 @@ async def test_bond_of_three_and_clear(vmnode: MiniNode) -> None:
     assert await port("tag", "bb0") == "101"  # the first member's VLAN
     assert await port("vlan_mode", "bb0") == "dot1q-tunnel"
     assert await port("bond_mode", "bb0") == "balance-slb"
-    bridge_table = bridges_of(vmnode.state).lookup("mega_bridge")
+    bridge_table = vmnode.state.bridges.lookup("mega_bridge")
     assert bridge_table is not None
     assert set(bridge_table.bonds["bb0"]) == {taps[0], taps[1], taps[3]}
     assert "bb0" in (Path(vm.instance_path) / "bonds").read_text()
@@ -179,9 +175,9 @@ async def test_bad_input_gets_clear_errors(vmnode: MiniNode) -> None:
     assert await vmnode.errors("vm net disconnect d 1") == []
 
 
-async def test_compat_tap_mirror_and_capture(vmnode: MiniNode, tmp_path: Path) -> None:
+async def test_compat_tap_mirror_and_capture(vmnode: MiniNode, compat_dir: Path) -> None:
     for name in ("tap_mirror_vm", "capture"):
-        script = (COMPAT / name).read_text().rstrip("\n")
-        want = (COMPAT / f"{name}.want").read_text()
+        script = (compat_dir / name).read_text().rstrip("\n")
+        want = (compat_dir / f"{name}.want").read_text()
         assert await transcript(vmnode, script) == want
         await vmnode.run("clear all")

@@ -17,7 +17,7 @@ from megabus.bus.connection import Bus
 from megabus.bus.errors import RemoteError
 from megabus.bus.messages import CommandReply, ErrorReply
 from megabus.config.settings import Settings
-from megabus.handlers.node import Node
+from megabus.handlers.main import Node
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from megabus.bus.connection import Bus
 from megabus.config.settings import Settings
-from megabus.handlers.node import run_node
+from megabus.handlers.main import run_node
 
 
 def settings_for(tmp_path: Path, nats_url: str) -> Settings:

@@ -23,7 +23,8 @@ from megabus.bus.messages import (
 )
 from megabus.bus.server import port_open
 from megabus.config.settings import Settings
-from megabus.handlers.node import Emit, Executor, Node
+from megabus.handlers.main import Node
+from megabus.handlers.node.process import Emit, Executor
 
 
 class Tiny:

@@ -10,7 +10,7 @@ from megabus.bus.codec import decode
 from megabus.bus.connection import Bus
 from megabus.bus.messages import Heartbeat
 from megabus.config.settings import Settings
-from megabus.handlers.node import Node
+from megabus.handlers.main import Node
 
 
 def alive(pid: int) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_mesh_nodes import cluster
+from meshnodes import cluster
 
 
 async def test_default_hosts_follow_2_8(nats_url: str, tmp_path: Path) -> None:

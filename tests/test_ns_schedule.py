@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_mesh_nodes import cluster
+from meshnodes import cluster
 
-from megabus.handlers.registry import CommandError
-from megabus.handlers.schedule import HostLoad, place
-from megabus.handlers.vmconf.config import VMConfig
-from megabus.handlers.vms.model import QueuedVMs, VMType
+from megabus.bus.errors import CommandError
+from megabus.handlers.model.config import VMConfig
+from megabus.handlers.model.vm import QueuedVMs, VMType
+from megabus.handlers.node.schedule import HostLoad, place
 
 
 def queued(names: list[str], **cfg: object) -> QueuedVMs:

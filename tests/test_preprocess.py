@@ -1,7 +1,7 @@
 """The argument preprocessor expands variables and file: paths as minimega does."""
 
-from megabus.cli.language.command import Command
-from megabus.handlers.preprocess import expand_env, preprocess
+from megabus.handlers.language.command import Command
+from megabus.handlers.node.preprocess import expand_env, preprocess
 
 ENV = {"images": "/srv/images", "A": "x", "1": "one"}
 

@@ -3,46 +3,62 @@
 Rate sets 2.8's tbf (rate, burst of one clock tick, 20 ms latency) on the
 tap; a guest in a network namespace on the same VLAN then floods broadcast
 UDP, which the bridge copies to the tap, and tbf's own counters show it
-held traffic back (overlimits) and dropped the excess. This kernel has no
-netem, so loss and delay must say so and leave the rate in place.
+held traffic back (overlimits) and dropped the excess.
+
+Loss and delay need the kernel's netem qdisc (``sch_netem``): a stock
+Debian 12 kernel has it, some kernels do not. The tests ask the kernel (a
+netem qdisc on the loopback of a new network namespace) and check what the
+node does there. With netem, loss and delay go on the tap as one netem
+qdisc and act on the flood: the qdisc drops about the share asked for, and
+holds the datagrams for the delay. Without it, they fail with an error
+naming netem and leave the rate in place. The test of the other case skips.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from dnslab import PYTHON, Lab
+from nodes import MiniNode, node_at
 from ovsfix import ovs, unique
-from test_dnsmasq_support import PYTHON, Lab, must, run
-from test_misc_support import MiniNode, node_at
+from procs import must, run
 
 from megabus.bus.server import EmbeddedServer
 from megabus.handlers.net import qos as tcq
-from megabus.handlers.net.bridges import bridges_of
 
 __all__ = ["ovs"]
 
 pytestmark = [pytest.mark.usefixtures("ovs"), pytest.mark.timeout(240)]
 
-#: Broadcast 1500 UDP datagrams of 1000 bytes (12 Mbit) as fast as the guest can.
+#: Broadcast COUNT UDP datagrams of 1000 bytes as fast as the guest can.
 FLOOD = """
 import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-for _ in range(1500):
+for _ in range(COUNT):
     s.sendto(b"x" * 1000, ("10.231.2.255", 9))
 """
+NO_NETEM = "this kernel has no netem qdisc (sch_netem): the test of the error runs instead"
+HAS_NETEM = "this kernel has the netem qdisc: the test of loss and delay applied runs instead"
+
+
+async def kernel_has_netem() -> bool:
+    """Whether ``tc`` can put a netem qdisc on a device: the loopback of a new network namespace."""
+    code, out = await run("unshare", "--net", "tc", "qdisc", "add", "dev", "lo", "root", "netem")
+    assert code == 0 or tcq.UNKNOWN_QDISC in out, out  # any other failure answers nothing
+    return code == 0
 
 
 @pytest.fixture
 async def qnode(tmp_path: Path) -> AsyncIterator[MiniNode]:
     async with (
         EmbeddedServer(tmp_path / "js", port=0) as server,
-        node_at(server.client_url, "qos") as n,
+        node_at(server.client_url, "qos", base=tmp_path / "base") as n,
     ):
-        n.state.settings.base = str(tmp_path / "base")
         try:
             yield n
         finally:
@@ -57,21 +73,39 @@ async def qdisc(tap: str) -> dict[str, object]:
     return dict(roots[0])
 
 
+async def counter(tap: str, name: str) -> int:
+    """One statistic of the root qdisc of ``tap``."""
+    value = (await qdisc(tap))[name]
+    assert isinstance(value, int)
+    return value
+
+
 async def column(node: MiniNode) -> str:
     """The ``qos`` cell of ``vm info`` (the node has one VM)."""
     text = await node.text(".annotate false .headers false .columns qos vm info")
     vm = next(iter(node.state.vms.vms.values()))
-    assert text == "[" + ", ".join(tcq.describe(vm)) + "]"
+    assert text == "[" + ", ".join(tcq.describe(vm, node.state.bridges)) + "]"
     return text
 
 
-async def test_rate_shapes_the_tap_and_netem_is_reported_missing(qnode: MiniNode) -> None:
+async def vm_tap(node: MiniNode, bridge: str) -> str:
+    """Launch and start the KVM guest ``a`` on ``bridge``, VLAN 101; its tap."""
+    assert await node.errors(f"vm config net {bridge},101") == []
+    assert await node.errors("vm launch kvm a") == []
+    assert await node.errors("vm start a") == []
+    vm = next(iter(node.state.vms.vms.values()))
+    return vm.config.networks[0].tap
+
+
+async def flood(lab: Lab, count: int) -> None:
+    """A guest on VLAN 101 broadcasts ``count`` datagrams (the bridge copies them to the tap)."""
+    guest = lab.guests[0] if lab.guests else await lab.guest(101, "10.231.2.10")
+    await must(*guest.ns(PYTHON, "-c", FLOOD.replace("COUNT", str(count))))
+
+
+async def test_rate_shapes_the_tap(qnode: MiniNode) -> None:
     br = unique("mqb")
-    assert await qnode.errors(f"vm config net {br},101") == []
-    assert await qnode.errors("vm launch kvm a") == []
-    assert await qnode.errors("vm start a") == []
-    vm = next(iter(qnode.state.vms.vms.values()))
-    tap = vm.config.networks[0].tap
+    tap = await vm_tap(qnode, br)
 
     assert await qnode.errors("qos add a 0 rate 1 mbit") == []
     q = await qdisc(tap)
@@ -83,10 +117,9 @@ async def test_rate_shapes_the_tap_and_netem_is_reported_missing(qnode: MiniNode
     assert text.rstrip().endswith("lat 20ms")
     assert await column(qnode) == "[0: rate 1mbit]"
 
-    lab = Lab(bridges_of(qnode.state), br)
+    lab = Lab(qnode.state.bridges, br)
     try:
-        guest = await lab.guest(101, "10.231.2.10")
-        await must(*guest.ns(PYTHON, "-c", FLOOD))
+        await flood(lab, 1500)  # 12 Mbit
     finally:
         await lab.close()
     q = await qdisc(tap)
@@ -97,14 +130,6 @@ async def test_rate_shapes_the_tap_and_netem_is_reported_missing(qnode: MiniNode
     assert isinstance(q["drops"], int)
     assert q["drops"] > 0  # ... and dropped what its 20 ms queue could not hold
     assert q["bytes"] < 1500 * 1000
-
-    # no netem here: loss and delay say so, and the rate stays as it was
-    for line in ("qos add a 0 loss 5", "qos add a 0 delay 100ms"):
-        [err] = await qnode.errors(line)
-        assert "netem" in err
-        assert "sch_netem" in err
-        assert (await qdisc(tap))["kind"] == "tbf"
-        assert await column(qnode) == "[0: rate 1mbit]"
 
     # a new rate replaces the old one
     assert await qnode.errors("qos add a 0 rate 50 kbit") == []
@@ -122,6 +147,76 @@ async def test_rate_shapes_the_tap_and_netem_is_reported_missing(qnode: MiniNode
     assert await qnode.errors("qos add a 0 rate 2 gbit") == []
     assert await qnode.errors("clear qos a") == []
     assert (await qdisc(tap))["kind"] != "tbf"
+
+
+async def test_without_netem_loss_and_delay_say_so(qnode: MiniNode) -> None:
+    if await kernel_has_netem():
+        pytest.skip(HAS_NETEM)
+    tap = await vm_tap(qnode, unique("mqm"))
+    assert await qnode.errors("qos add a 0 rate 1 mbit") == []
+    # loss and delay say netem is missing, and the rate stays as it was
+    for line in ("qos add a 0 loss 5", "qos add a 0 delay 100ms"):
+        [err] = await qnode.errors(line)
+        assert "netem" in err
+        assert "sch_netem" in err
+        assert (await qdisc(tap))["kind"] == "tbf"
+        assert await column(qnode) == "[0: rate 1mbit]"
+
+
+async def test_with_netem_loss_and_delay_act_on_the_traffic(qnode: MiniNode) -> None:
+    if not await kernel_has_netem():
+        pytest.skip(NO_NETEM)
+    br = unique("mqn")
+    tap = await vm_tap(qnode, br)
+
+    # loss then delay: one netem qdisc with both, in 2.8's order
+    assert await qnode.errors("qos add a 0 loss 5") == []
+    assert (await qdisc(tap))["kind"] == "netem"
+    assert await column(qnode) == "[0: loss 5]"
+    assert await qnode.errors("qos add a 0 delay 100ms") == []
+    _, text = await run("tc", "qdisc", "show", "dev", tap)
+    assert "netem" in text
+    assert "delay 100ms" in text
+    assert "loss 5%" in text
+    assert await column(qnode) == "[0: loss 5 delay 100ms]"
+    # a rate replaces them (tbf), and loss replaces the rate (netem)
+    assert await qnode.errors("qos add a 0 rate 1 mbit") == []
+    assert (await qdisc(tap))["kind"] == "tbf"
+    assert await column(qnode) == "[0: rate 1mbit]"
+
+    lab = Lab(qnode.state.bridges, br)
+    try:
+        # loss 50: netem drops about half of what reaches it
+        assert await qnode.errors("qos add a 0 loss 50") == []
+        q = await qdisc(tap)
+        assert q["kind"] == "netem"
+        assert await column(qnode) == "[0: loss 50]"
+        sent, dropped = await counter(tap, "packets"), await counter(tap, "drops")
+        await flood(lab, 1500)
+        sent = await counter(tap, "packets") - sent
+        dropped = await counter(tap, "drops") - dropped
+        assert sent + dropped >= 300, (sent, dropped)  # the flood reached the tap
+        assert 0.35 < dropped / (sent + dropped) < 0.65, (sent, dropped)
+
+        # delay 2s alone: netem holds the datagrams, then sends them
+        assert await qnode.errors("clear qos a 0") == []
+        assert await qnode.errors("qos add a 0 delay 2s") == []
+        assert await column(qnode) == "[0: delay 2s]"
+        sent = await counter(tap, "packets")
+        await flood(lab, 100)
+        held = await counter(tap, "qlen")
+        assert held > 0  # queued, well within the 2 s
+        async with asyncio.timeout(30):
+            # the kernel's queue: polling is the only way to watch it
+            while await counter(tap, "qlen"):  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+        assert await counter(tap, "packets") - sent >= held
+    finally:
+        await lab.close()
+
+    assert await qnode.errors("clear qos a") == []
+    assert (await qdisc(tap))["kind"] != "netem"
+    assert await column(qnode) == "[]"
 
 
 async def test_bad_qos_input_gets_2_8s_errors(qnode: MiniNode) -> None:

@@ -20,10 +20,10 @@ from rich.console import Console
 from megabus.bus.codec import decode
 from megabus.bus.connection import Bus
 from megabus.bus.messages import StatusUpdate
-from megabus.cli.main import Target
+from megabus.cli.args import Target
 from megabus.cli.status import watch
 from megabus.config.settings import Settings
-from megabus.handlers.node import Node
+from megabus.handlers.main import Node
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from test_misc_support import MiniNode, nats_js_url, node, node_at, transcript
-
-__all__ = ["nats_js_url", "node"]
+from nodes import MiniNode, node_at, transcript
 
 MANUAL = """vlans add foo 200
 vlans add foo 201

@@ -15,11 +15,11 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from megabus.bus.errors import CommandError
 from megabus.bus.messages import VlanAliasEvent
 from megabus.bus.server import EmbeddedServer
 from megabus.bus.subjects import Subjects
-from megabus.handlers.registry import CommandError
-from megabus.handlers.vlanstore import VlanStore, decode_token, encode_token
+from megabus.handlers.net._vlanstore import VlanStore, decode_token, encode_token
 
 
 @dataclass
@@ -245,3 +245,4 @@ async def test_clear_vlans_prefix_deletes_matching_aliases_only(open_store: Open
     assert s.namespace_range("foo") == (200, 210)
     # the freed VLANs can be handed out again
     assert await s.lookup("bar", "x") == 101
+

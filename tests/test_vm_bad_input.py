@@ -19,12 +19,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from test_container_support import minicccfs
-from test_vm_recover import NODE, start
+from noderecovery import NODE, start
 
 from megabus.bus.connection import Bus
-
-__all__ = ["minicccfs"]
 
 pytestmark = pytest.mark.timeout(240)
 

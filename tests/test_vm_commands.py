@@ -14,12 +14,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_misc_support import MiniNode, node_at, transcript
+from nodes import MiniNode, node_at, transcript
 
 from megabus.bus.server import EmbeddedServer
 from megabus.handlers.vms.screenshot import PPMError, encode_png, fit, ppm_to_png, shrink
-
-COMPAT = Path("/work/shared/compat")
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -28,9 +26,8 @@ pytestmark = pytest.mark.timeout(180)
 async def vmnode(tmp_path: Path) -> AsyncIterator[MiniNode]:
     async with (
         EmbeddedServer(tmp_path / "js", port=0) as server,
-        node_at(server.client_url, "vmc") as n,
+        node_at(server.client_url, "vmc", base=tmp_path / "base") as n,
     ):
-        n.state.settings.base = str(tmp_path / "base")
         n.state.vms.next_id = 0
         try:
             yield n
@@ -190,9 +187,9 @@ async def test_top_measures_each_running_guest(vmnode: MiniNode) -> None:
     assert [r[0] for r in rows(await vmnode.text("vm top 0"))[1:]] == ["t1"]
 
 
-async def test_hotplug_screenshot_and_migrate_match_28(vmnode: MiniNode) -> None:
+async def test_hotplug_screenshot_and_migrate_match_28(vmnode: MiniNode, compat_dir: Path) -> None:
     vmnode.state.settings.filepath = ""
     for name in ("vm_hotplug", "vm_screenshot", "vm_migrate"):
-        script = (COMPAT / name).read_text().rstrip("\n")
-        assert await transcript(vmnode, script) == (COMPAT / f"{name}.want").read_text()
+        script = (compat_dir / name).read_text().rstrip("\n")
+        assert await transcript(vmnode, script) == (compat_dir / f"{name}.want").read_text()
         await vmnode.run("clear all")

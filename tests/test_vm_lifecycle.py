@@ -11,11 +11,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_misc_support import MiniNode, node_at, transcript
+from nodes import MiniNode, node_at, transcript
 
 from megabus.bus.server import EmbeddedServer
-
-COMPAT = Path("/work/shared/compat")
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -24,9 +22,8 @@ pytestmark = pytest.mark.timeout(180)
 async def vmnode(tmp_path: Path) -> AsyncIterator[MiniNode]:
     async with (
         EmbeddedServer(tmp_path / "js", port=0) as server,
-        node_at(server.client_url, "vm") as n,
+        node_at(server.client_url, "vm", base=tmp_path / "base") as n,
     ):
-        n.state.settings.base = str(tmp_path / "base")
         try:
             yield n
         finally:
@@ -73,10 +70,10 @@ async def test_ten_guests_launch_start_stop_kill_flush(vmnode: MiniNode) -> None
     assert not any(name.isdigit() for name in left)
 
 
-async def test_lifecycle_and_bad_names_match_28(vmnode: MiniNode) -> None:
+async def test_lifecycle_and_bad_names_match_28(vmnode: MiniNode, compat_dir: Path) -> None:
     for name in ("vm_lifecycle", "vm_bad_names", "vm_qmp"):
-        script = (COMPAT / name).read_text().rstrip("\n")
-        assert await transcript(vmnode, script) == (COMPAT / f"{name}.want").read_text()
+        script = (compat_dir / name).read_text().rstrip("\n")
+        assert await transcript(vmnode, script) == (compat_dir / f"{name}.want").read_text()
         await vmnode.run("clear all")
 
 

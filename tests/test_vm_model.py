@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from megabus.handlers.registry import CommandError
-from megabus.handlers.vmconf.config import QemuOverride, VMConfig, unescape_string
-from megabus.handlers.vmconf.diskspec import DiskConfig
-from megabus.handlers.vmconf.netspec import NetConfig
-from megabus.handlers.vms.model import VM, VMState, VMType, can_transition
-from megabus.handlers.vms.qemu_args import final_args, qemu_args
-from megabus.handlers.vms.table import VMTable
+from megabus.bus.errors import CommandError
+from megabus.handlers.model.config import QemuOverride, VMConfig, unescape_string
+from megabus.handlers.model.diskspec import DiskConfig
+from megabus.handlers.model.netspec import NetConfig
+from megabus.handlers.model.table import VMTable
+from megabus.handlers.model.vm import VM, VMState, VMType, can_transition
+from megabus.handlers.vms._qemu_args import final_args, qemu_args
 
 #: 2.8's own output for a default VM (`vm config qemu-override`, reference 3.4).
 DEFAULT_LINE = (

@@ -17,11 +17,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from noderecovery import NODE, start
 from ovsfix import ovs, unique
-from test_vm_recover import NODE, start
 
 from megabus.bus.connection import Bus
-from megabus.handlers.net.ovs import find_db
+from megabus.handlers.net._ovs import find_db
 
 __all__ = ["ovs"]
 

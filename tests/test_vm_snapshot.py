@@ -14,11 +14,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_misc_support import MiniNode, node_at, transcript
+from nodes import MiniNode, node_at, transcript
 
 from megabus.bus.server import EmbeddedServer
 
-COMPAT = Path("/work/shared/compat")
 TEXT_SCREEN = (0xB8000, 4000)
 #: Polls below are bounded: this many tries, POLL seconds apart.
 TRIES = 300
@@ -31,9 +30,8 @@ pytestmark = pytest.mark.timeout(240)
 async def vmnode(tmp_path: Path) -> AsyncIterator[MiniNode]:
     async with (
         EmbeddedServer(tmp_path / "js", port=0) as server,
-        node_at(server.client_url, "snap") as n,
+        node_at(server.client_url, "snap", base=tmp_path / "base") as n,
     ):
-        n.state.settings.base = str(tmp_path / "base")
         try:
             yield n
         finally:
@@ -197,8 +195,8 @@ async def test_ns_snapshot_relaunch_script_brings_the_namespace_back(
     assert await vmnode.errors("vm start all") == []
 
 
-async def test_snapshot_scripts_match_28(vmnode: MiniNode) -> None:
+async def test_snapshot_scripts_match_28(vmnode: MiniNode, compat_dir: Path) -> None:
     for name in ("vm_snapshot", "ns_snapshot"):
-        script = (COMPAT / name).read_text().rstrip("\n")
-        assert await transcript(vmnode, script) == (COMPAT / f"{name}.want").read_text()
+        script = (compat_dir / name).read_text().rstrip("\n")
+        assert await transcript(vmnode, script) == (compat_dir / f"{name}.want").read_text()
         await vmnode.run("clear all")

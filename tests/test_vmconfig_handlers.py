@@ -7,27 +7,27 @@ replayed line by line and must come out byte for byte.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
-from compat import COMPAT_DIR
 
 from megabus.bus.connection import Bus
+from megabus.bus.errors import CommandError
 from megabus.bus.messages import Flags, Response
-from megabus.cli.language.command import Command
-from megabus.cli.language.grammar import Grammar
-from megabus.cli.language.render import minitest
 from megabus.config.settings import Settings
-from megabus.handlers import registry, vm_config
-from megabus.handlers.context import Context
-from megabus.handlers.registry import CommandError
-from megabus.handlers.state import NodeState
-from megabus.handlers.vlanstore import VlanStore
-from megabus.handlers.vmconf.bondspec import parse_bondspecs
-from megabus.handlers.vmconf.config import VMConfig
-from megabus.handlers.vmconf.netspec import resolve_netspecs
-from megabus.handlers.vms.model import VM, VMType
+from megabus.handlers.commands import vm_config
+from megabus.handlers.language.command import Command
+from megabus.handlers.language.grammar import Grammar
+from megabus.handlers.language.render import minitest
+from megabus.handlers.model.bondspec import parse_bondspecs
+from megabus.handlers.model.config import VMConfig
+from megabus.handlers.model.netspec import resolve_netspecs
+from megabus.handlers.model.vm import VM, VMType
+from megabus.handlers.net._vlanstore import VlanStore
+from megabus.handlers.node import registry
+from megabus.handlers.node.context import Context
+from megabus.handlers.node.state import NodeState
 
-COMPAT = COMPAT_DIR
 FLAGS = Flags(annotate=False)
 
 
@@ -94,9 +94,9 @@ async def shell(bus: Bus) -> AsyncIterator[Shell]:
 
 
 @pytest.mark.parametrize("name", ["vm_config", "vm_config_save"])
-async def test_compat_scripts(shell: Shell, name: str) -> None:
-    script = (COMPAT / name).read_text()
-    want = (COMPAT / f"{name}.want").read_text()
+async def test_compat_scripts(shell: Shell, name: str, compat_dir: Path) -> None:
+    script = (compat_dir / name).read_text()
+    want = (compat_dir / f"{name}.want").read_text()
     assert await shell.replay(script) == want
 
 

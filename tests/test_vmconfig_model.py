@@ -7,11 +7,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from megabus.handlers.registry import CommandError
-from megabus.handlers.vmconf.bondspec import parse_bondspec
-from megabus.handlers.vmconf.config import CLEAR_FIELDS, QemuOverride, VMConfig
-from megabus.handlers.vmconf.diskspec import check_path, parse_diskspec, parse_diskspecs
-from megabus.handlers.vmconf.netspec import NetConfig, is_mac, parse_netspec, resolve_netspecs
+from megabus.bus.errors import CommandError
+from megabus.handlers.model.bondspec import parse_bondspec
+from megabus.handlers.model.config import CLEAR_FIELDS, QemuOverride, VMConfig
+from megabus.handlers.model.diskspec import check_path, parse_diskspec, parse_diskspecs
+from megabus.handlers.model.netspec import NetConfig, is_mac, parse_netspec, resolve_netspecs
 
 NICS = frozenset({"e1000", "virtio-net-pci", "i82559c", "rtl8139"})
 FILES = "/tmp/minimega/files"

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from megabus.handlers.registry import CommandError
-from megabus.handlers.vmconf import qemu_info
+from megabus.bus.errors import CommandError
+from megabus.handlers.model import qemu_info
 
 needs_kvm = pytest.mark.skipif(shutil.which("kvm") is None, reason="qemu-system-x86 not installed")
 

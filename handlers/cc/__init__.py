@@ -1,40 +1,71 @@
 """cc on the node side: one :class:`CcServer` per namespace, and how VMs attach to it.
 
-VM runtimes call, with the node's state and the VM:
+A node has one :class:`CcNode`. VM runtimes call, with the VM:
 
-* ``await cc_attach_unix(state, vm, path)``: a container; the node listens on
+* ``await cc.attach_unix(vm, path)``: a container; the node listens on
   ``path`` (the container's ``<fs>/cc``) and its agent dials in;
-* ``await cc_attach_serial(state, vm, path)``: a KVM guest; the node keeps
-  dialing the VM's virtio-serial socket ``<inst>/cc`` (2.8 does it on the first
+* ``await cc.attach_serial(vm, path)``: a KVM guest; the node keeps dialing
+  the VM's virtio-serial socket ``<inst>/cc`` (2.8 does it on the first
   ``vm start``);
-* ``await cc_detach(state, vm)``: the VM is flushed; stop listening or dialing.
+* ``await cc.detach(vm)``: the VM is flushed; stop listening or dialing.
+
+cc knows VMs through the model only; what it needs of the rest of the node
+(the text of a ``vm info`` column for filters, where events go) is handed to
+it when the node builds it, so cc never imports the VM runtimes or the node.
 """
 
 from __future__ import annotations
 
 import asyncio
-import weakref
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from megabus.handlers.cc.server import CcServer
+from megabus.handlers.cc import filter, responses
+from megabus.handlers.cc._client import ClientConn
+from megabus.handlers.cc._server import CcServer, Describe, EventSink
+from megabus.handlers.cc._store import CommandState
 
 if TYPE_CHECKING:
     from megabus.bus.connection import Bus
-    from megabus.handlers.state import NodeState
-    from megabus.handlers.vms.model import VM
+    from megabus.config.settings import Settings
+    from megabus.handlers.model.table import VMTable
+    from megabus.handlers.model.vm import VM
 
-EXTRA_KEY = "cc"
+
+def _no_events(namespace: str, uuid: str, detail: dict[str, str]) -> None:
+    """Where events go on a node without a bus (unit tests)."""
+
+
+def _no_columns(vm: VM, column: str) -> str:
+    return ""
 
 
 @dataclass(eq=False)
 class CcNode:
-    """Every cc server of one node."""
+    """Every cc server of one node, and what they need of the node."""
 
-    state: NodeState
+    #: The node's name (sent to agents in ``Welcome``).
+    name: str
+    #: The node's settings (``-filepath``: where ``cc send`` reads and ``cc recv`` writes).
+    settings: Settings
+    #: The node's VMs, to name the VM of an agent that dials in.
+    vms: VMTable
+    #: The text of a ``vm info`` column of a VM, for filters on columns.
+    describe: Describe = _no_columns
+    #: The ``vm info`` column names (a filter key that is none of them is a VM tag).
+    columns: Container[str] = frozenset()
+    #: Publishes cc client events (connect, disconnect).
+    on_event: EventSink = _no_events
+    #: Set when the node serves; commands then live in JetStream.
     bus: Bus | None = None
     servers: dict[str, CcServer] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def files_dir(self) -> str:
+        """Where ``cc send`` reads and ``cc recv`` writes files."""
+        return self.settings.files_dir
 
     async def server(self, namespace: str) -> CcServer:
         """The namespace's server, created (and its commands replayed) on first use."""
@@ -44,71 +75,54 @@ class CcNode:
         async with self.lock:
             srv = self.servers.get(namespace)
             if srv is None:
-                srv = CcServer(self.state, self.bus, namespace)
+                srv = CcServer(self, namespace)
                 await srv.open()
                 self.servers[namespace] = srv
         return srv
 
     async def close(self) -> None:
+        """Close every server (agents hang up; commands stay in JetStream)."""
         servers = list(self.servers.values())
         self.servers.clear()
         for srv in servers:
             await srv.close()
 
+    async def drop(self, namespace: str) -> None:
+        """Close the namespace's server and delete its commands (the namespace is gone)."""
+        srv = self.servers.pop(namespace, None)
+        if srv is not None:
+            await srv.close()
+            await srv.store.destroy()
 
-#: Every node's cc servers in this process (tests run several nodes in one).
-_NODES: weakref.WeakSet[CcNode] = weakref.WeakSet()
+    async def attach_unix(self, vm: VM, path: str) -> None:
+        """Listen for ``vm``'s agent on the unix socket ``path``."""
+        srv = await self.server(vm.namespace)
+        await srv.listen_unix(path, vm)
 
+    async def attach_serial(self, vm: VM, path: str) -> None:
+        """Dial ``vm``'s virtio-serial socket ``path`` (again and again, until detached)."""
+        srv = await self.server(vm.namespace)
+        srv.dial_serial(path, vm)
 
-def cc_node(state: NodeState) -> CcNode:
-    """The node's cc servers (created on first use)."""
-    node = state.extra.get(EXTRA_KEY)
-    if not isinstance(node, CcNode):
-        node = state.extra[EXTRA_KEY] = CcNode(state)
-        _NODES.add(node)
-    return node
+    async def detach(self, vm: VM) -> None:
+        """Stop serving ``vm``'s agent."""
+        srv = self.servers.get(vm.namespace)
+        if srv is not None:
+            await srv.detach(vm)
 
-
-def cc_active_anywhere(vm: VM) -> bool:
-    """Whether ``vm``'s agent is connected to its node (``vm info``'s ``cc_active``)."""
-    for node in list(_NODES):
-        if node.state.vms.vms.get(vm.id) is vm:
-            return cc_active(node.state, vm)
-    return False
-
-
-async def cc_attach_unix(state: NodeState, vm: VM, path: str) -> None:
-    """Listen for ``vm``'s agent on the unix socket ``path``."""
-    srv = await cc_node(state).server(vm.namespace)
-    await srv.listen_unix(path, vm)
-
-
-async def cc_attach_serial(state: NodeState, vm: VM, path: str) -> None:
-    """Dial ``vm``'s virtio-serial socket ``path`` (again and again, until detached)."""
-    srv = await cc_node(state).server(vm.namespace)
-    srv.dial_serial(path, vm)
-
-
-async def cc_detach(state: NodeState, vm: VM) -> None:
-    """Stop serving ``vm``'s agent."""
-    srv = cc_node(state).servers.get(vm.namespace)
-    if srv is not None:
-        await srv.detach(vm)
-
-
-def cc_active(state: NodeState, vm: VM) -> bool:
-    """Whether ``vm``'s agent is connected."""
-    srv = cc_node(state).servers.get(vm.namespace)
-    return srv is not None and vm.uuid in srv.clients
+    def active(self, vm: VM) -> bool:
+        """Whether ``vm``'s agent is connected (``vm info``'s ``cc_active``)."""
+        srv = self.servers.get(vm.namespace)
+        return srv is not None and vm.uuid in srv.clients
 
 
 __all__ = [
     "CcNode",
     "CcServer",
-    "cc_active",
-    "cc_active_anywhere",
-    "cc_attach_serial",
-    "cc_attach_unix",
-    "cc_detach",
-    "cc_node",
+    "ClientConn",
+    "CommandState",
+    "Describe",
+    "EventSink",
+    "filter",
+    "responses",
 ]

@@ -10,48 +10,11 @@ column wins over a tag of the same name.
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Callable, Sequence
 
-import msgspec
-
 from megabus.bus.cc_messages import ClientInfo
-from megabus.handlers.registry import CommandError
-
-
-class Filter(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """A filter; the empty filter matches every client."""
-
-    uuid: str = ""
-    hostname: str = ""
-    arch: str = ""
-    os: str = ""
-    ip: str = ""
-    mac: str = ""
-    tags: dict[str, str] = {}
-
-    def __str__(self) -> str:
-        """2.8's ``Filter.String``: ``uuid=... && hostname=... && k=v``."""
-        parts = [
-            f"{key}={value}"
-            for key, value in (
-                ("uuid", self.uuid),
-                ("hostname", self.hostname),
-                ("arch", self.arch),
-                ("os", self.os),
-                ("ip", self.ip),
-                ("mac", self.mac),
-            )
-            if value
-        ]
-        parts.extend(f"{k}={v}" for k, v in sorted(self.tags.items()))
-        return " && ".join(parts)
-
-    def row(self) -> list[str]:
-        """The ``cc filter`` summary row; tags as Go's JSON (sorted keys, ``{}`` when none)."""
-        tags = json.dumps(self.tags, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return [self.uuid, self.hostname, self.arch, self.os, self.ip, self.mac, tags]
-
+from megabus.bus.errors import CommandError
+from megabus.bus.stored import Filter
 
 HEADER = ["uuid", "hostname", "arch", "os", "ip", "mac", "tags"]
 

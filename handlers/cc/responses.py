@@ -13,8 +13,8 @@ import os
 import shutil
 from pathlib import PurePosixPath
 
-from megabus.handlers.registry import CommandError
-from megabus.handlers.state import DEFAULT_NAMESPACE
+from megabus.bus.errors import CommandError
+from megabus.handlers.model.vm import DEFAULT_NAMESPACE
 
 RESPONSE_DIR = "miniccc_responses"
 

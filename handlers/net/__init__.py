@@ -6,4 +6,38 @@
   API other families call (:meth:`.bridges.Bridges.create_tap`,
   :meth:`.bridges.Bridges.destroy_taps`);
 * :mod:`.taps`: the kernel side of taps (pyroute2): names, links, addresses.
+* :mod:`.vmnics`, :mod:`.bonds`: KVM guests' taps and bonds;
+* :mod:`.capture`, :mod:`.qos`, :mod:`.dnsmasq`, :mod:`.iplearn`: pcap
+  captures, tc qdiscs on taps, host dnsmasq servers, IP learning;
+* :mod:`.vlanstore`: VLAN aliases in a JetStream KV bucket.
+
+Other packages import from here, never from the modules.
 """
+
+from __future__ import annotations
+
+from megabus.handlers.net import bonds, capture, qos, taps, vmnics
+from megabus.handlers.net._bridges import DEFAULT_BRIDGE, Bridges, Tap
+from megabus.handlers.net._dnsmasq import Dnsmasqs, Server
+from megabus.handlers.net._iplearn import IpLearner
+from megabus.handlers.net._vlanstore import VlanStore, parse_number
+from megabus.handlers.net.capture import Captures
+from megabus.handlers.net.qos import describe
+
+__all__ = [
+    "DEFAULT_BRIDGE",
+    "Bridges",
+    "Captures",
+    "Dnsmasqs",
+    "IpLearner",
+    "Server",
+    "Tap",
+    "VlanStore",
+    "bonds",
+    "capture",
+    "describe",
+    "parse_number",
+    "qos",
+    "taps",
+    "vmnics",
+]

@@ -17,11 +17,11 @@ import itertools
 import logging
 from collections.abc import Mapping
 
+from megabus.bus.errors import CommandError
+from megabus.handlers.model.bondspec import AUTO_NAME_PREFIX, BOND_MODES, LACP_MODES
 from megabus.handlers.net import taps as links
-from megabus.handlers.net.bridges import Bridge, Bridges, port_commands
-from megabus.handlers.net.ovs import OvsError
-from megabus.handlers.registry import CommandError
-from megabus.handlers.vmconf.bondspec import AUTO_NAME_PREFIX, BOND_MODES, LACP_MODES
+from megabus.handlers.net._bridges import Bridge, Bridges, port_commands
+from megabus.handlers.net._ovs import OvsError
 
 logger = logging.getLogger(__name__)
 

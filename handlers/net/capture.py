@@ -13,9 +13,9 @@ import asyncio
 import contextlib
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from megabus.handlers.registry import CommandError
+from megabus.bus.errors import CommandError
 
 logger = logging.getLogger(__name__)
 
@@ -103,3 +103,14 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
     if proc.stderr is not None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(proc.stderr.read(), 1)
+
+
+@dataclass
+class Captures:
+    """One namespace's captures and settings."""
+
+    snaplen: int = DEFAULT_SNAPLEN
+    bpf: str = ""
+    mode: str = "raw"
+    compress: bool = False
+    running: list[Capture] = field(default_factory=list)

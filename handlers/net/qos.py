@@ -22,12 +22,12 @@ import os
 import shutil
 from typing import TYPE_CHECKING
 
-from megabus.handlers.net.bridges import bridges_for
-from megabus.handlers.registry import CommandError
+from megabus.bus.errors import CommandError
+from megabus.handlers.net._bridges import Bridges
 
 if TYPE_CHECKING:
-    from megabus.handlers.net.bridges import Tap
-    from megabus.handlers.vms.model import VM
+    from megabus.handlers.model.vm import VM
+    from megabus.handlers.net._bridges import Tap
 
 logger = logging.getLogger(__name__)
 
@@ -142,12 +142,12 @@ async def remove(tap: Tap) -> None:
     tap.qos = []
 
 
-def describe(vm: VM) -> list[str]:
+def describe(vm: VM, net: Bridges | None) -> list[str]:
     """The ``vm info`` ``qos`` entries of ``vm``: ``["0: loss 5 delay 100ms", ...]``.
 
-    2.8's ``QosString``: one entry per NIC that has settings, by NIC index.
+    2.8's ``QosString``: one entry per NIC that has settings, by NIC index;
+    ``net`` is the bridge table of the node that runs ``vm``.
     """
-    net = bridges_for(vm.runtime.settings) if vm.runtime is not None else None
     out: list[str] = []
     for i, nic in enumerate(vm.config.networks):
         tap = net.any_tap(nic.tap) if net is not None and nic.tap else None

@@ -30,7 +30,7 @@ from typing import TypeVar
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from megabus.handlers.registry import CommandError
+from megabus.bus.errors import CommandError
 
 logger = logging.getLogger(__name__)
 

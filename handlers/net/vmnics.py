@@ -1,4 +1,4 @@
-"""KVM guest NICs: the tap hooks the KVM runtime calls at launch and at flush.
+"""KVM guest NICs: the taps the KVM runtime makes at launch and removes at flush.
 
 At launch every NIC of the VM's config gets a MAC (a random one under a
 registered vendor's OUI, as 2.8 picks them, unless the netspec gave one)
@@ -8,8 +8,8 @@ transaction. Then the bonds of ``vm config bonds`` are made, and the
 instance files ``taps`` and ``bonds`` written. A relaunched VM (``vm start``
 after ``vm kill``) keeps its taps, as 2.8 does: they live until flush.
 
-The hooks are installed on import (:func:`install`); the dispatcher imports
-this module through :mod:`megabus.handlers.vm_net`.
+The KVM runtime calls :func:`create_vm_taps` and :func:`destroy_vm_taps`
+with its node's bridge table.
 """
 
 from __future__ import annotations
@@ -20,15 +20,14 @@ import os
 import random
 from typing import TYPE_CHECKING
 
+from megabus.bus.errors import CommandError
+from megabus.handlers.model.vm import VM
 from megabus.handlers.net import bonds as bondops
-from megabus.handlers.net.bridges import Bridges, TapSpec, bridges_for
-from megabus.handlers.registry import CommandError
-from megabus.handlers.vms import kvm
-from megabus.handlers.vms.model import VM
+from megabus.handlers.net._bridges import Bridges, TapSpec
 
 if TYPE_CHECKING:
-    from megabus.handlers.vmconf.bondspec import BondConfig
-    from megabus.handlers.vmconf.netspec import NetConfig
+    from megabus.handlers.model.bondspec import BondConfig
+    from megabus.handlers.model.netspec import NetConfig
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +52,6 @@ def random_mac() -> str:
     prefix = _rng.choice(OUIS)
     tail = [_rng.randrange(256) for _ in range(3)]
     return ":".join(f"{b:02x}" for b in (*prefix, *tail))
-
-
-def table_for(vm: VM) -> Bridges:
-    """The bridge table of the node that runs ``vm``."""
-    return bridges_for(vm.runtime.settings)
 
 
 def write_taps(vm: VM) -> None:
@@ -129,8 +123,8 @@ async def make_bond(net: Bridges, vm: VM, bond: BondConfig) -> None:
     )  # fmt: skip
 
 
-async def _create(vm: VM) -> list[str]:
-    net = table_for(vm)
+async def create_vm_taps(net: Bridges, vm: VM) -> list[str]:
+    """Create ``vm``'s taps (one per NIC, in order) and bonds; return the tap names."""
     nics = vm.config.networks
     if nics and all(n.tap and net.any_tap(n.tap) is not None for n in nics):
         return [n.tap for n in nics]  # relaunch: the taps outlived the kill
@@ -140,23 +134,15 @@ async def _create(vm: VM) -> list[str]:
         for bond in vm.config.bonds:
             await make_bond(net, vm, bond)
     except CommandError:
-        await _destroy(vm)
+        await destroy_vm_taps(net, vm)
         raise
     await asyncio.to_thread(write_bonds, vm)
     return names
 
 
-async def _destroy(vm: VM) -> None:
-    net = table_for(vm)
+async def destroy_vm_taps(net: Bridges, vm: VM) -> None:
+    """Remove ``vm``'s bonds and taps (at flush: 2.8 keeps KVM taps across kill)."""
     for bond in vm.config.bonds:
         if bond.name and bondops.find_bond(net, bond.name) is not None:
             await bondops.delete_bond(net, bond.name, restore=False)
     await net.destroy_taps([n.tap for n in vm.config.networks if n.tap])
-
-
-def install() -> None:
-    """Give the KVM runtime our tap hooks."""
-    kvm.set_tap_hooks(kvm.TapHooks(create=_create, destroy=_destroy))
-
-
-install()

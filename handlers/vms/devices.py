@@ -18,8 +18,8 @@ import asyncio
 import logging
 import time
 
-from megabus.handlers.registry import CommandError
-from megabus.handlers.vms.kvm import KvmRuntime
+from megabus.bus.errors import CommandError
+from megabus.handlers.vms._kvm import KvmRuntime
 
 logger = logging.getLogger(__name__)
 

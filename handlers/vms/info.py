@@ -9,15 +9,16 @@ integer) for JSON mode.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from megabus.cli.language.gotime import format_seconds as go_duration
-from megabus.handlers.net.qos import describe as qos_entries
-from megabus.handlers.vmconf.config import go_bool, go_json_map, go_list
-from megabus.handlers.vms.model import VM, VMType
+from megabus.handlers.language.gotime import format_seconds as go_duration
+from megabus.handlers.model.config import go_bool, go_json_map, go_list
+from megabus.handlers.model.vm import VM, VMType
+from megabus.handlers.net import describe as qos_entries
 
 if TYPE_CHECKING:
-    from megabus.handlers.state import NodeState
+    from megabus.handlers.net import Bridges
 
 #: ``vm info`` columns (without ``host``, which annotation adds).
 COLUMNS = [
@@ -36,23 +37,31 @@ _KVM_ONLY = {
 }  # fmt: skip
 _CONTAINER_ONLY = {"filesystem", "hostname", "init", "preinit", "fifo", "volume", "console_port"}
 
-#: Whether the node's cc server has a client with this UUID (set by the cc family).
-CcActive = Callable[[VM], bool]
-CC_ACTIVE: CcActive | None = None
+
+@dataclass(frozen=True)
+class InfoView:
+    """What ``vm info`` reads of the node besides the VM itself."""
+
+    #: 2.8's ``printVLAN``: the alias of a VLAN in a namespace (``ALIAS (N)``).
+    print_vlan: Callable[[str, int], str]
+    #: Whether the VM's agent is connected to the node's cc server.
+    cc_active: Callable[[VM], bool]
+    #: The node's bridge table, where the taps' qos settings live.
+    bridges: Bridges | None = None
 
 
 def _list(items: list[str]) -> str:
     return "[" + ", ".join(items) + "]"
 
 
-def _vlans(vm: VM, state: NodeState | None) -> str:
+def _vlans(vm: VM, view: InfoView | None) -> str:
     """2.8's ``printVLAN`` per NIC: ``ALIAS (N)``, ``ns//ALIAS (N)``, ``N``, ``disconnected``."""
     out = []
     for nic in vm.config.networks:
         if nic.vlan < 0:
             out.append("disconnected")
-        elif state is not None:
-            out.append(state.vlans.print_vlan(vm.namespace, nic.vlan))
+        elif view is not None:
+            out.append(view.print_vlan(vm.namespace, nic.vlan))
         else:
             out.append(nic.alias or str(nic.vlan))
     return _list(out)
@@ -81,8 +90,8 @@ def _bonds(vm: VM) -> str:
     return _list(items)
 
 
-def value(vm: VM, column: str, state: NodeState | None = None) -> str:
-    """The text of one ``vm info`` cell; ``state`` resolves VLAN aliases."""
+def value(vm: VM, column: str, view: InfoView | None = None) -> str:
+    """The text of one ``vm info`` cell; ``view`` is what the node knows besides the VM."""
     cfg = vm.config
     if vm.type is VMType.KVM and column in _CONTAINER_ONLY:
         return "N/A"
@@ -97,15 +106,15 @@ def value(vm: VM, column: str, state: NodeState | None = None) -> str:
         "uptime": lambda: go_duration(vm.uptime()),
         "type": lambda: str(vm.type),
         "uuid": lambda: vm.uuid,
-        "cc_active": lambda: go_bool(CC_ACTIVE(vm) if CC_ACTIVE is not None else False),
+        "cc_active": lambda: go_bool(view.cc_active(vm) if view is not None else False),
         "pid": lambda: str(vm.pid),
-        "vlan": lambda: _vlans(vm, state),
+        "vlan": lambda: _vlans(vm, view),
         "bridge": lambda: _list([n.bridge for n in nets]),
         "tap": lambda: _list([n.tap for n in nets]),
         "mac": lambda: _list([n.mac for n in nets]),
         "ip": lambda: _list([n.ip4 for n in nets]),
         "ip6": lambda: _list([n.ip6 for n in nets]),
-        "qos": lambda: _list(qos_entries(vm)),
+        "qos": lambda: _list(qos_entries(vm, view.bridges if view is not None else None)),
         "qinq": lambda: _qinq(vm),
         "bond": lambda: _bonds(vm),
         "memory": lambda: str(cfg.memory),
@@ -135,9 +144,9 @@ def value(vm: VM, column: str, state: NodeState | None = None) -> str:
     return fn() if fn is not None else "N/A"
 
 
-def rows(vms: list[VM], columns: list[str], state: NodeState | None = None) -> list[list[str]]:
+def rows(vms: list[VM], columns: list[str], view: InfoView | None = None) -> list[list[str]]:
     """One row per VM."""
-    return [[value(vm, c, state) for c in columns] for vm in vms]
+    return [[value(vm, c, view) for c in columns] for vm in vms]
 
 
 def data(vm: VM) -> dict[str, Any]:

@@ -23,9 +23,9 @@ import shlex
 import time
 from typing import Any
 
-from megabus.handlers.registry import CommandError
-from megabus.handlers.vms.kvm import KvmRuntime
-from megabus.handlers.vms.model import VMState
+from megabus.bus.errors import CommandError
+from megabus.handlers.model.vm import VMState
+from megabus.handlers.vms._kvm import KvmRuntime
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import os
 import time
 from dataclasses import dataclass
 
-from megabus.cli.language.gotime import format_seconds as go_duration
-from megabus.handlers.vms.model import KILLABLE, VM
+from megabus.handlers.language.gotime import format_seconds as go_duration
+from megabus.handlers.model.vm import KILLABLE, VM
 
 HEADER = ["name", "virt", "res", "shr", "cpu", "vcpu", "time", "procs", "rx", "tx"]
 
