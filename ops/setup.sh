@@ -11,12 +11,14 @@ cd "$repo"
 
 # What the node and the tests use, now and for the VM/network work to come:
 # OVS bridges, qemu guests, dnsmasq, iptables NAT, ip/ping, busybox images for
-# guests and containers, debootstrap roots, capture and the vm_screenshot script.
+# guests and containers, debootstrap roots, capture and the vm_screenshot script;
+# the router daemon's programs (BIRD 2, dhclient, nslookup, route, sysctl, depmod).
 packages=(
     python3 python3-venv python3-pip git
     openvswitch-switch qemu-system-x86 qemu-utils dnsmasq-base iptables iproute2
     iputils-ping busybox-static cpio debootstrap tcpdump xxd
     openssh-server openssh-client binutils
+    bird2 isc-dhcp-client dnsutils net-tools procps kmod
 )
 
 sudo=""
