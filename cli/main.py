@@ -175,7 +175,10 @@ def _run_node(args: list[str]) -> int:
         settings = load(dict(flags), config_file=str(config) if config else None)
     except SettingsError as err:
         raise UsageError(str(err)) from None
-    _configure_logging(settings.level, settings.logfile, settings.verbose)
+    _check_level(settings.level)
+    # No root handlers here: the node's LogControl owns stderr and -logfile for
+    # the megabus logger (so `log` commands act on them); handlers in both
+    # places wrote every record twice.
     from megabus.handlers.main import run_node
 
     try:

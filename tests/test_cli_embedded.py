@@ -67,3 +67,28 @@ async def test_a_node_with_an_embedded_server_serves_one_shot_commands(tmp_path:
     assert not info.exists()
     assert not listening(port)  # the embedded server went with the node
 
+
+async def test_a_node_logs_each_record_once(tmp_path: Path) -> None:
+    # -level info with the default -v: every record on stderr exactly once
+    base = tmp_path / "base"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEGABUS_")}
+    node = await asyncio.create_subprocess_exec(
+        MEGABUS, "node", "-name", "chatty", "-base", str(base),
+        "-nats-port", str(free_port()), "-level", "info",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(30):
+            while not (base / "megabus.json").exists():
+                assert node.returncode is None, "the node exited during start-up"
+                await asyncio.sleep(0.1)
+        rc, _out, err = await run("-base", str(base), "-e", "vlans", "add", "web", "200")
+        assert (rc, err) == (0, "")
+    finally:
+        node.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            _, log = await node.communicate()
+    lines = log.decode().splitlines()
+    added = [line for line in lines if "adding VLAN alias minimega//web => 200" in line]
+    assert len(added) == 1, lines
+    assert " INFO megabus.handlers.net._vlanstore: adding VLAN alias" in added[0]

@@ -246,3 +246,32 @@ async def test_clear_vlans_prefix_deletes_matching_aliases_only(open_store: Open
     # the freed VLANs can be handed out again
     assert await s.lookup("bar", "x") == 101
 
+
+async def test_allocations_after_clear_cost_what_they_cost_on_a_fresh_bucket(
+    open_store: OpenStore, vlan_nats_url: str
+) -> None:
+    # After `clear vlans` every key is a delete marker. Creating one again must
+    # stay one conditional put: nats-py's create() would first be refused, then
+    # read the marker back, then put (the "twice as slow for good" bug).
+    store = await open_store()
+    for i in range(5):
+        await store.lookup("minimega", f"a{i}")
+    await store.clear_all()
+    spy = await nats.connect(vlan_nats_url)
+    reads: list[str] = []
+
+    async def seen(msg: Msg) -> None:
+        if ".MSG.GET." in msg.subject or ".DIRECT.GET." in msg.subject:
+            reads.append(msg.subject)
+
+    try:
+        await spy.subscribe("$JS.API.>", cb=seen)
+        await spy.flush()
+        for i in range(5):
+            assert await store.lookup("minimega", f"a{i}") == 101 + i
+        await spy.flush()
+        await asyncio.sleep(0.2)  # let the spy's last messages arrive
+    finally:
+        await spy.close()
+    assert reads == []
+    assert [store.vlan_of("minimega", f"a{i}") for i in range(5)] == [101, 102, 103, 104, 105]
