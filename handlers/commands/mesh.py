@@ -15,7 +15,7 @@ report the NATS picture:
   TCP links, which do not exist here: they say so (dialing a live node is a
   no-op);
 * ``mesh send`` scatters over the bus and gathers with a deadline
-  (:func:`megabus.handlers.fanout.gather`); a node that does not answer is
+  (:func:`megabus.handlers.node.fanout.gather`); a node that does not answer is
   named in an error instead of being waited on. It refuses to run when it came
   through ``mesh send`` itself, with 2.8's text.
 """

@@ -5,7 +5,7 @@ ranges; ``ns add-hosts`` takes live nodes only (``localhost`` is this node,
 ``all`` every other live node); ``ns del-hosts``; ``ns load`` picks how the
 scheduler measures load; ``ns queue``, ``ns flush`` and ``ns queueing`` look
 at and change the launch queue; ``ns schedule`` runs the scheduler
-(:mod:`megabus.handlers.schedule`) or its ``dry-run``, ``dump``, ``mv`` and
+(:mod:`megabus.handlers.node.schedule`) or its ``dry-run``, ``dump``, ``mv`` and
 ``status``; ``ns run`` runs one command on every host of the namespace.
 ``ns bridge``, ``ns del-bridge`` and ``ns snapshot`` live with their families.
 """

@@ -1,6 +1,6 @@
 """The ``vlans`` family: list, add, range and blacklist VLAN aliases, ``clear vlans``.
 
-The table itself lives in :class:`megabus.handlers.vlanstore.VlanStore`
+The table itself lives in :class:`megabus.handlers.net.VlanStore`
 (``ctx.state.vlans``), shared by every node; this module only speaks 2.8's
 command language and texts over it.
 """

@@ -2,7 +2,7 @@
 
 Every field getter/setter of minimega 2.8 (its generated ``vmconfiger`` handlers
 and the hand-written ones for disks, networks, bonds and qemu overrides), with
-2.8's outputs and error texts. The model lives in :mod:`megabus.handlers.vmconf`;
+2.8's outputs and error texts. The model lives in :mod:`megabus.handlers.model`;
 the namespace's config is ``ctx.ns.vm_config``, its saved copies
 ``ctx.ns.saved_configs``.
 ``vm config clone`` copies from the node's VM table (``ctx.state.vms``);

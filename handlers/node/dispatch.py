@@ -173,7 +173,7 @@ class Dispatcher:
         """Run a compiled command, passing every batch it makes to ``emit``.
 
         A broadcast or VM-target command a user typed runs on every host of
-        the namespace (:mod:`megabus.handlers.fanout`), merged into one batch.
+        the namespace (:mod:`megabus.handlers.node.fanout`), merged into one batch.
         """
         ns = namespace or self.state.active
         fanout.ensure_hosts(self.state, ns)

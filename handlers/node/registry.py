@@ -1,7 +1,7 @@
 """Where command families register their patterns and handlers.
 
-Each module in ``handlers/`` owns one command family and registers its
-patterns with :func:`command`; :mod:`megabus.handlers.dispatch` compiles
+Each module in ``handlers/commands/`` owns one command family and registers its
+patterns with :func:`command`; :mod:`megabus.handlers.node.dispatch` compiles
 them into one grammar. ``clear all`` runs every hook added by
 :func:`on_clear_all`, so each family clears its own state.
 """
