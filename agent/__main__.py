@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     opt("level", default="info", choices=["debug", "info", "warn", "error", "fatal"])
     opt("logfile", default="", help="log here instead of stderr")
     opt("retry", type=float, default=5.0, help="seconds between dials")
+    opt("fsroot", default="/", help="what cc mount serves of this guest (default /)")
     opt("version", action="store_true", help="print the version")
     return p
 
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         path=args.path,
         uuid=args.uuid,
         retry=args.retry,
+        fs_root=args.fsroot,
     )
     try:
         return asyncio.run(_run(opts))

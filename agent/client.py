@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from megabus.agent import sysinfo
 from megabus.agent.exec import Processes, conn_test
 from megabus.agent.files import Downloads, upload
+from megabus.agent.fs import FsServer
+from megabus.agent.pipes import PipeLinks, run_piped
 from megabus.agent.transport import dial
 from megabus.agent.tunnel import Tunnels
 from megabus.agent.version import VERSION
@@ -59,6 +61,8 @@ class Options:
     heartbeat: float = wire.HEARTBEAT_RATE
     silence: float = wire.SILENCE_TIMEOUT
     tags: dict[str, str] = field(default_factory=dict)
+    #: What ``cc mount`` serves of this guest (2.8 served ``/``).
+    fs_root: str = "/"
 
     @property
     def files_dir(self) -> str:
@@ -75,6 +79,8 @@ class Agent:
         self.processes = Processes(opts.files_dir)
         self.downloads = Downloads(opts.files_dir)
         self.tunnels = Tunnels()
+        self.pipes = PipeLinks(self.send)
+        self.fs = FsServer(opts.fs_root)
         self.epoch = ""
         self.last_command_id = 0
         self._queue: asyncio.Queue[wire.Command] = asyncio.Queue()
@@ -178,6 +184,7 @@ class Agent:
             if control is not None:
                 control.close()
             await self.tunnels.close()
+            await self.fs.close()
             await self.processes.close()
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -186,7 +193,10 @@ class Agent:
             await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
             await asyncio.wait_for(wire.expect_magic(reader), HANDSHAKE_TIMEOUT)
             hello = wire.Hello(
-                client=self.info(), last_command_id=self.last_command_id, epoch=self.epoch
+                client=self.info(),
+                last_command_id=self.last_command_id,
+                epoch=self.epoch,
+                features=[wire.FEATURE_PIPES],
             )
             writer.write(wire.encode(hello))
             await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
@@ -202,6 +212,7 @@ class Agent:
             self.tunnels.send = self.send
             beat = asyncio.ensure_future(self._heartbeat())
             try:
+                await self.pipes.welcome(first)
                 await self._flush_outbox()
                 await self._read_loop(reader)
             finally:
@@ -250,8 +261,12 @@ class Agent:
             self.downloads.on_chunk(frame)
         elif isinstance(frame, wire.Tunnel):
             await self.tunnels.on_frame(frame)
+        elif isinstance(frame, wire.Pipe):
+            self.pipes.on_frame(frame)
         elif isinstance(frame, wire.ListenTunnel):
             await self.tunnels.listen(frame)
+        elif isinstance(frame, wire.FsRequest):
+            self.fs.on_request(frame, self.send)
         elif isinstance(frame, wire.Error):
             logger.warning("node says: %s", frame.error)
         elif isinstance(frame, wire.Heartbeat):
@@ -288,7 +303,13 @@ class Agent:
             set_level(cmd.level)
         record = False
         if cmd.command:
-            if cmd.background:
+            if cmd.stdin or cmd.stdout or cmd.stderr:
+                out, err, code = await run_piped(self.processes, self.pipes, cmd)
+                stdout.append(out)
+                stderr.append(err)
+                record = not cmd.background
+                self._info_changed.set()
+            elif cmd.background:
                 err, _pid = await self.processes.start(cmd.command)
                 if err:
                     stderr.append(err)

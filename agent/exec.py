@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import time
+from collections.abc import Awaitable
 
 from megabus.bus import cc_messages as wire
 
@@ -26,6 +27,10 @@ def _clip(data: bytes) -> str:
     if len(text) > wire.MAX_OUTPUT:
         return text[: wire.MAX_OUTPUT] + f"\n[megabus agent: output cut at {wire.MAX_OUTPUT} bytes]"
     return text
+
+
+#: Output as a response carries it (cut at ``MAX_OUTPUT``), for :mod:`megabus.agent.pipes`.
+clip = _clip
 
 
 class Processes:
@@ -83,6 +88,26 @@ class Processes:
         await proc.wait()
         self._background.pop(proc.pid, None)
         logger.info("background process %d exited: %s", proc.pid, proc.returncode)
+
+    def argv(self, command: list[str]) -> list[str]:
+        """The argv to start ``command`` with (2.8's lookup, see ``_argv``)."""
+        return self._argv(command)
+
+    def track(
+        self, command: list[str], proc: asyncio.subprocess.Process, finish: Awaitable[None]
+    ) -> None:
+        """Keep a background process started elsewhere (cc stdio); ``finish`` ends with it."""
+        self._background[proc.pid] = (list(command), proc)
+
+        async def reap() -> None:
+            try:
+                await finish
+            finally:
+                self._background.pop(proc.pid, None)
+
+        task = asyncio.ensure_future(reap())
+        self._waiters.add(task)
+        task.add_done_callback(self._waiters.discard)
 
     def listing(self) -> list[wire.Process]:
         return [

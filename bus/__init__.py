@@ -15,13 +15,16 @@ if TYPE_CHECKING:
     from megabus.bus.codec import SCHEMA_HEADER, decode, encode
     from megabus.bus.connection import Bus
     from megabus.bus.errors import (
+        AuthorizationError,
         BusConnectError,
         BusDecodeError,
         BusError,
         BusTimeoutError,
         NoRespondersError,
         PayloadTooLargeError,
+        PermissionDeniedError,
         RemoteError,
+        SecurityError,
         ServerStartError,
     )
     from megabus.bus.membership import Membership
@@ -32,13 +35,16 @@ _LAZY = {
     "SCHEMA_HEADER": "megabus.bus.codec",
     "decode": "megabus.bus.codec",
     "encode": "megabus.bus.codec",
+    "AuthorizationError": "megabus.bus.errors",
     "BusConnectError": "megabus.bus.errors",
     "BusDecodeError": "megabus.bus.errors",
     "BusError": "megabus.bus.errors",
     "BusTimeoutError": "megabus.bus.errors",
     "NoRespondersError": "megabus.bus.errors",
     "PayloadTooLargeError": "megabus.bus.errors",
+    "PermissionDeniedError": "megabus.bus.errors",
     "RemoteError": "megabus.bus.errors",
+    "SecurityError": "megabus.bus.errors",
     "ServerStartError": "megabus.bus.errors",
     "Subjects": "megabus.bus.subjects",
     "Bus": "megabus.bus.connection",
@@ -57,6 +63,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "SCHEMA_HEADER",
+    "AuthorizationError",
     "Bus",
     "BusConnectError",
     "BusDecodeError",
@@ -66,7 +73,9 @@ __all__ = [
     "Membership",
     "NoRespondersError",
     "PayloadTooLargeError",
+    "PermissionDeniedError",
     "RemoteError",
+    "SecurityError",
     "ServerStartError",
     "Subjects",
     "decode",

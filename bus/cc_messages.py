@@ -44,6 +44,10 @@ HEARTBEAT_RATE = 5.0
 SILENCE_TIMEOUT = 13.0
 #: The default TCP port of ``cc listen`` and of agents (2.8's miniccc).
 DEFAULT_PORT = 9002
+#: Feature of agents and nodes that carry cc stdio in :class:`Pipe` frames.
+FEATURE_PIPES = "pipes"
+#: Largest piece of pipe data in one :class:`Pipe` frame (well under :data:`MAX_FRAME`).
+PIPE_PIECE = 1024 * 1024
 
 _LENGTH = struct.Struct(">I")
 
@@ -143,6 +147,8 @@ class Hello(Frame, tag="megabus.cc.v1.hello"):
     #: so a redial does not run anything twice.
     last_command_id: int = 0
     epoch: str = ""
+    #: What this agent can do beyond the protocol (:data:`FEATURE_PIPES`); older agents send none.
+    features: List[str] = []
 
 
 class Info(Frame, tag="megabus.cc.v1.info"):
@@ -213,6 +219,80 @@ class Error(Frame, tag="megabus.cc.v1.error"):
     error: str
 
 
+class Pipe(Frame, tag="megabus.cc.v1.pipe"):
+    """cc stdio through the node's pipes (2.8's ``MESSAGE_PIPE``); only with :data:`FEATURE_PIPES`.
+
+    agent -> node: ``new_reader`` / ``close_reader`` (a program's ``stdin=``),
+    ``new_writer`` / ``close_writer`` (``stdout=``, ``stderr=``), ``data`` (a
+    line the program wrote). node -> agent: ``data`` (input for the readers'
+    programs, at most :data:`PIPE_PIECE` bytes a frame), ``close_reader`` (the
+    pipe is gone: the programs' stdin ends). ``pipe`` is the name the command
+    gave; the node puts it in the agent's namespace.
+    """
+
+    pipe: str
+    op: str
+    data: str = ""
+
+
+# --- cc mount: the guest's filesystem, one operation per frame pair ----------------
+
+
+class FsStat(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """``lstat`` of a guest path (times in nanoseconds)."""
+
+    mode: int
+    ino: int = 0
+    nlink: int = 1
+    uid: int = 0
+    gid: int = 0
+    size: int = 0
+    rdev: int = 0
+    blocks: int = 0
+    atime_ns: int = 0
+    mtime_ns: int = 0
+    ctime_ns: int = 0
+
+
+class FsRequest(Frame, tag="megabus.cc.v1.fs_request"):
+    """node -> agent: one filesystem operation for ``cc mount`` (also FUSE helper -> node).
+
+    ``op`` is a FUSE operation (``getattr``, ``readdir``, ``read``, ``write``,
+    ``create``, ``rename``...); ``path`` is absolute in the guest, ``path2``
+    the second path of ``rename``/``link``/``symlink``. The agent answers
+    every request with an :class:`FsReply` of the same ``mount`` and ``id``.
+    """
+
+    mount: int
+    id: int
+    op: str
+    path: str = "/"
+    path2: str = ""
+    offset: int = 0
+    size: int = 0
+    data: bytes = b""
+    mode: int = 0
+    flags: int = 0
+    uid: int = -1
+    gid: int = -1
+    atime_ns: int = -1
+    mtime_ns: int = -1
+
+
+class FsReply(Frame, tag="megabus.cc.v1.fs_reply"):
+    """agent -> node: the outcome of an :class:`FsRequest`; ``errno`` 0 is success."""
+
+    mount: int
+    id: int
+    errno: int = 0
+    stat: Optional[FsStat] = None
+    names: List[str] = []
+    data: bytes = b""
+    target: str = ""
+    size: int = 0
+    statfs: Dict[str, int] = {}
+
+
 # --- node -> agent ----------------------------------------------------------------
 
 
@@ -223,6 +303,8 @@ class Welcome(Frame, tag="megabus.cc.v1.welcome"):
     heartbeat: float = HEARTBEAT_RATE
     #: The node's name, for the agent's log.
     node: str = ""
+    #: What this node can do beyond the protocol (:data:`FEATURE_PIPES`); older nodes send none.
+    features: List[str] = []
 
 
 class TooOld(Frame, tag="megabus.cc.v1.too_old"):
@@ -259,6 +341,9 @@ AnyFrame = Union[
     TooOld,
     Commands,
     ListenTunnel,
+    FsRequest,
+    FsReply,
+    Pipe,
 ]
 
 _encoder = msgspec.msgpack.Encoder()

@@ -9,6 +9,14 @@ would cut off ``shell sleep 600``.
 
 Fan-out over nodes lives above the bus, in :mod:`megabus.handlers.node.fanout`
 (the one fan-out: idle timeouts per node, membership watched while waiting).
+
+Security (:mod:`megabus.bus.security`): the connection logs in with
+credentials and speaks TLS when asked. The server's refusals are turned into
+clear errors at once rather than timeouts: bad or missing credentials and a
+failed TLS handshake end :meth:`Bus.connect` on the first refusal (nats-py
+itself would retry them for ever), and a request whose publish or reply
+subscription the server refuses ends with :class:`PermissionDeniedError` (the
+server only says so asynchronously, through the error callback).
 """
 
 from __future__ import annotations
@@ -17,21 +25,26 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 from collections.abc import AsyncGenerator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nats
 import nats.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from megabus.bus.codec import decode, encode
 from megabus.bus.errors import (
+    AuthorizationError,
     BusConnectError,
     BusDecodeError,
+    BusError,
     BusTimeoutError,
     NoRespondersError,
     PayloadTooLargeError,
+    PermissionDeniedError,
     RemoteError,
 )
 from megabus.bus.messages import (
@@ -42,7 +55,14 @@ from megabus.bus.messages import (
     ErrorReply,
     Message,
 )
-from megabus.bus.subjects import DEFAULT_PREFIX, Subjects
+from megabus.bus.security import (
+    Credentials,
+    TlsFiles,
+    is_tls_error,
+    refused_text,
+    tls_error_text,
+)
+from megabus.bus.subjects import DEFAULT_PREFIX, MAX_SUBJECT_BYTES, Subjects
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +77,9 @@ RECONNECT_WAIT = 1
 DRAIN_TIMEOUT = 5
 #: Seconds JetStream API calls wait for the server.
 JS_TIMEOUT = 5.0
+#: nats-py's text of a permissions violation: ``nats: permissions violation for
+#: publish to "subject"`` (or ``subscription to``).
+_VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"', re.I)
 
 
 class Bus:
@@ -76,6 +99,24 @@ class Bus:
         self.js: JetStreamContext = nc.jetstream(timeout=JS_TIMEOUT)
         self.subjects = Subjects(prefix)
         self.node = name
+        self.user = ""
+        # Requests waiting for replies, by the subjects the server may refuse
+        # them (the request subject, the reply inbox): a refusal wakes them.
+        self._waiting: dict[str, set[asyncio.Queue[Msg | BusError]]] = {}
+
+    def _refused(self, text: str) -> None:
+        """The server refused a publish or a subscription (the error callback's text)."""
+        m = _VIOLATION.search(text)
+        if m is None:
+            return
+        op, subject = m.group(1).lower(), m.group(2)
+        who = f"user {self.user!r}" if self.user else "this connection (no credentials)"
+        verb = "publish to" if op == "publish" else "subscribe to"
+        err = PermissionDeniedError(
+            f"permission denied: {who} may not {verb} {subject}", subject=subject
+        )
+        for queue in self._waiting.get(subject, ()):
+            queue.put_nowait(err)
 
     @classmethod
     async def connect(
@@ -85,24 +126,55 @@ class Bus:
         name: str,
         prefix: str = DEFAULT_PREFIX,
         timeout: float = 2.0,  # noqa: ASYNC109 - the contract's name; it bounds a retry loop
+        credentials: Credentials | None = None,
+        tls: TlsFiles | None = None,
     ) -> Bus:
         """Connect to the first reachable server of ``urls``.
 
         Once connected the client reconnects for ever, trying every server of
         the list (and any the cluster announces).
 
+        Args:
+            credentials: the user to log in as; none for a server without authorization.
+            tls: certificate files; TLS is spoken whenever the server requires it
+                (the system's trust store verifies it when ``tls`` names no CA).
+
         Raises:
-            BusConnectError: no server answered within ``timeout`` seconds per URL.
+            AuthorizationError: the server refused the credentials (or their absence).
+            BusConnectError: no server answered within ``timeout`` seconds per URL,
+                or the TLS handshake failed.
+            SecurityError: a certificate file is missing or bad.
             ValueError: ``prefix`` is not a valid subject prefix.
         """
         subjects = Subjects(prefix)  # fail on a bad prefix before any I/O
+        ssl_context = tls.ssl_context() if tls else None
         nc = Client()
         connected = False
+        bus: Bus | None = None
+        loop = asyncio.get_running_loop()
+        refusal: asyncio.Future[BusConnectError] = loop.create_future()
+        where = ", ".join(urls)
 
         async def on_error(err: Exception) -> None:
+            if bus is not None:
+                bus._refused(str(err))
             # Refused attempts while connecting are expected; the timeout reports them.
             level = logging.WARNING if connected else logging.DEBUG
             logger.log(level, "nats %s: %s", name, err)
+            if not connected and not refusal.done():
+                # Retrying cannot help these: end the connect at once.
+                if isinstance(err, nats.errors.AuthorizationError) or (
+                    "authorization violation" in str(err).lower()
+                ):
+                    refusal.set_result(
+                        AuthorizationError(
+                            f"cannot connect to {where}: {refused_text(credentials)}"
+                        )
+                    )
+                elif is_tls_error(err):
+                    refusal.set_result(
+                        BusConnectError(f"cannot connect to {where}: TLS: {tls_error_text(err)}")
+                    )
 
         async def on_disconnect() -> None:
             if connected:
@@ -112,31 +184,48 @@ class Bus:
             logger.info("nats %s: reconnected to %s", name, _netloc(nc))
 
         budget = timeout * max(1, len(urls))
+        connecting = asyncio.ensure_future(
+            nc.connect(
+                servers=urls,
+                name=name,
+                connect_timeout=max(1, math.ceil(timeout)),
+                reconnect_time_wait=RECONNECT_WAIT,
+                max_reconnect_attempts=-1,
+                drain_timeout=DRAIN_TIMEOUT,
+                error_cb=on_error,
+                disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnect,
+                user=credentials.user if credentials is not None else None,
+                password=credentials.password if credentials is not None else None,
+                tls=ssl_context,
+            )
+        )
         try:
-            async with asyncio.timeout(budget):
-                await nc.connect(
-                    servers=urls,
-                    name=name,
-                    connect_timeout=max(1, math.ceil(timeout)),
-                    reconnect_time_wait=RECONNECT_WAIT,
-                    max_reconnect_attempts=-1,
-                    drain_timeout=DRAIN_TIMEOUT,
-                    error_cb=on_error,
-                    disconnected_cb=on_disconnect,
-                    reconnected_cb=on_reconnect,
-                )
+            try:
+                either: list[asyncio.Future[Any]] = [connecting, refusal]
+                async with asyncio.timeout(budget):
+                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                if not connecting.done():
+                    raise refusal.result()
+                await connecting  # connected, or raises what nats-py raised
+            finally:
+                if not connecting.done():
+                    connecting.cancel()
+                    await asyncio.wait([connecting])
         except (TimeoutError, OSError, nats.errors.Error) as err:
             await _close_quietly(nc)
             detail = str(err) or type(err).__name__
             if isinstance(err, TimeoutError):
                 detail = f"no answer within {budget:g}s"
-            raise BusConnectError(f"cannot connect to {', '.join(urls)}: {detail}") from None
+            raise BusConnectError(f"cannot connect to {where}: {detail}") from None
         except BaseException:
             await _close_quietly(nc)
             raise
         connected = True
         logger.debug("nats %s: connected to %s", name, _netloc(nc))
-        return cls(nc, name=name, prefix=subjects.prefix)
+        bus = cls(nc, name=name, prefix=subjects.prefix)
+        bus.user = credentials.user if credentials is not None else ""
+        return bus
 
     @property
     def url(self) -> str:
@@ -150,8 +239,14 @@ class Bus:
 
         Raises:
             PayloadTooLargeError: the encoded message exceeds the server's limit.
+            BusError: the subject is longer than :data:`MAX_SUBJECT_BYTES` (a
+                server drops a client for it, and nats-py would stay closed).
             BusConnectError: the connection is closed.
         """
+        if len(subject) > MAX_SUBJECT_BYTES:
+            raise BusError(
+                f"subject of {len(subject)} bytes is longer than {MAX_SUBJECT_BYTES}: not sent"
+            )
         data, headers = encode(msg)
         try:
             await self.nc.publish(subject, data, reply=reply, headers=headers)
@@ -213,24 +308,38 @@ class Bus:
         Raises:
             BusTimeoutError: ``idle_timeout`` seconds passed without any message.
             NoRespondersError: nobody serves ``subject``.
+            PermissionDeniedError: the server refused the request or its reply inbox.
             BusDecodeError: a reply is not a command reply.
         """
         inbox = self.nc.new_inbox()
+        # Replies go through our own queue (not the subscription's) so that a
+        # refusal by the server, reported to the error callback, ends the wait.
+        queue: asyncio.Queue[Msg | BusError] = asyncio.Queue()
+
+        async def on_reply(reply: Msg) -> None:
+            queue.put_nowait(reply)
+
+        watched = (subject, inbox)
+        for key in watched:
+            self._waiting.setdefault(key, set()).add(queue)
         try:
-            sub = await self.nc.subscribe(inbox)
+            sub = await self.nc.subscribe(inbox, cb=on_reply)
         except nats.errors.ConnectionClosedError:
+            self._unwatch(watched, queue)
             raise BusConnectError("the bus connection is closed") from None
         try:
             await self.publish(subject, msg, reply=inbox)
             while True:
                 try:
-                    raw = await sub.next_msg(timeout=idle_timeout)
-                except nats.errors.TimeoutError:
+                    raw = await asyncio.wait_for(queue.get(), idle_timeout)
+                except TimeoutError:
+                    if self.nc.is_closed:
+                        raise BusConnectError("the bus connection is closed") from None
                     raise BusTimeoutError(
                         f"no reply from {subject} for {idle_timeout:g}s"
                     ) from None
-                except nats.errors.ConnectionClosedError:
-                    raise BusConnectError("the bus connection is closed") from None
+                if isinstance(raw, BusError):
+                    raise raw
                 if raw.headers and raw.headers.get("Status") == _NO_RESPONDERS:
                     raise NoRespondersError(f"no node serves {subject}")
                 try:
@@ -245,8 +354,17 @@ class Bus:
                 ):
                     return
         finally:
+            self._unwatch(watched, queue)
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
+
+    def _unwatch(self, keys: tuple[str, ...], queue: asyncio.Queue[Msg | BusError]) -> None:
+        for key in keys:
+            waiting = self._waiting.get(key)
+            if waiting is not None:
+                waiting.discard(queue)
+                if not waiting:
+                    del self._waiting[key]
 
     def _command_request(self, line: str, namespace: str, source: str) -> CommandRequest:
         return CommandRequest(line=line, namespace=namespace, source=source, client=self.node)
@@ -279,7 +397,10 @@ class Bus:
         return replies
 
     async def close(self) -> None:
-        """Drain the subscriptions and pending publishes, then close. Idempotent."""
+        """Drain the subscriptions and pending publishes, then close. Idempotent.
+
+        Requests still waiting for replies end with :class:`BusConnectError`.
+        """
         if self.nc.is_closed:
             return
         try:
@@ -287,6 +408,8 @@ class Bus:
         except (nats.errors.Error, TimeoutError) as err:
             logger.debug("nats %s: drain failed (%s), closing", self.node, err)
             await _close_quietly(self.nc)
+        for queue in {q for waiting in self._waiting.values() for q in waiting}:
+            queue.put_nowait(BusConnectError("the bus connection is closed"))
 
 
 def _netloc(nc: Client, *, scheme: bool = False) -> str:

@@ -23,8 +23,13 @@ as ``__cause__`` (``raise ... from err``) when it helps the user, and dropped
      ├── PayloadTooLargeError  a message exceeds the server's max payload
      ├── RemoteError           the far side answered with an ErrorReply
      ├── ServerStartError      the embedded nats-server did not come up
+     ├── SecurityError         a credentials or certificate file is missing or bad
+     ├── AuthorizationError    the server refused these credentials (or their absence)
+     │                         (also a BusConnectError)
+     ├── PermissionDeniedError the server refused a publish or subscribe to this role
      └── RawClientError        (bus.rawclient) the one-shot client's own failures;
-                               its NoRespondersError is also the one above
+                               its NoRespondersError, AuthorizationError and
+                               PermissionDeniedError are also the ones above
 
 Two kinds stand apart on purpose, because they run where this module is not
 shipped: the guest agent's errors (``agent``, and ``bus.cc_messages``'s
@@ -87,7 +92,28 @@ class ServerStartError(BusError):
     """The embedded nats-server failed to start; the text holds its error lines."""
 
 
+class SecurityError(BusError):
+    """A credentials or certificate file is missing, unreadable or malformed."""
+
+
+class AuthorizationError(BusConnectError):
+    """The NATS server refused the connection's credentials (or their absence)."""
+
+
+class PermissionDeniedError(BusError):
+    """The NATS server refused to let this connection publish or subscribe to a subject.
+
+    Attributes:
+        subject: the subject refused (may be empty when the server did not name it).
+    """
+
+    def __init__(self, message: str, *, subject: str = "") -> None:
+        super().__init__(message)
+        self.subject = subject
+
+
 __all__ = [
+    "AuthorizationError",
     "BusConnectError",
     "BusDecodeError",
     "BusError",
@@ -96,6 +122,8 @@ __all__ = [
     "MegabusError",
     "NoRespondersError",
     "PayloadTooLargeError",
+    "PermissionDeniedError",
     "RemoteError",
+    "SecurityError",
     "ServerStartError",
 ]

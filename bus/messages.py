@@ -225,7 +225,81 @@ class LaunchReply(Message, tag="megabus.sched.v1.reply", kw_only=True):
     errors: list[str] = []
 
 
+# --- pipes (2.8's miniplumber) ------------------------------------------------------
+#
+# A pipe ``<ns>//<name>`` is the subject family ``<root>.pipe.<ns>.<name>.*``
+# (see :mod:`megabus.bus.subjects`); the node that hosts a pipe's ``via`` also
+# takes writes on ``<root>.node.<node>.pipe``.
+
+#: Reader key of :attr:`PipeData.values` meaning "every reader" (2.8's SCHEDULE_ALL).
+PIPE_ALL_READERS = -1
+
+
+class PipeData(Message, tag="megabus.pipe.v1.data", kw_only=True):
+    """One message written to a pipe, on its ``data`` subject (2.8's MESSAGE_FORWARD).
+
+    Every node that knows the pipe counts it; a node delivers the values
+    whose reader is one of its own (:data:`PIPE_ALL_READERS`: all of them).
+    """
+
+    pipe: str
+    #: The writing node.
+    node: str
+    #: Reader ID -> the value for it (per reader when the pipe has a ``via``).
+    values: dict[int, str] = {}
+
+
+class PipeReadersQuery(Message, tag="megabus.pipe.v1.readers_query", kw_only=True):
+    """Which readers does a pipe have, on its ``readers`` subject (round-robin, random, via)."""
+
+    pipe: str
+    node: str
+
+
+class PipeReaders(Message, tag="megabus.pipe.v1.readers", kw_only=True):
+    """A node's answer to :class:`PipeReadersQuery`: its readers' IDs (maybe none)."""
+
+    pipe: str
+    node: str
+    readers: list[int] = []
+
+
+class PipeVia(Message, tag="megabus.pipe.v1.via", kw_only=True):
+    """A pipe's ``via`` moved to ``host`` (empty: cleared), on its ``via`` subject."""
+
+    pipe: str
+    node: str
+    host: str = ""
+
+
+class PipeWrite(Message, tag="megabus.pipe.v1.write", kw_only=True):
+    """A write sent to the host of the pipe's ``via`` (2.8's MESSAGE_VIA_WRITE)."""
+
+    pipe: str
+    node: str
+    value: str
+
+
+class PipeChunk(Message, tag="megabus.pipe.v1.chunk", kw_only=True):
+    """A piece of a pipe message too large for one NATS message, on the same subject.
+
+    The pieces of one message (same ``node`` and ``id``) travel in order on one
+    connection; joined, they are the encoded message.
+    """
+
+    node: str
+    id: int
+    part: int
+    parts: int
+    data: bytes
+
+
+#: Everything on a pipe's subjects and a node's pipe subject.
+PipeMessage = PipeData | PipeReadersQuery | PipeReaders | PipeVia | PipeWrite | PipeChunk
+
+
 __all__ = [
+    "PIPE_ALL_READERS",
     "CommandReply",
     "CommandRequest",
     "CommandStream",
@@ -238,6 +312,13 @@ __all__ = [
     "LaunchRequest",
     "LogRecord",
     "Message",
+    "PipeChunk",
+    "PipeData",
+    "PipeMessage",
+    "PipeReaders",
+    "PipeReadersQuery",
+    "PipeVia",
+    "PipeWrite",
     "Response",
     "StatusUpdate",
     "VlanAliasEvent",

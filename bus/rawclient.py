@@ -3,10 +3,20 @@
 nats-py plus asyncio cost well over 100 ms to import, more than the whole
 budget of a one-shot command, so this module speaks the NATS text protocol
 with the standard library only (``socket`` and ``json``). It does exactly
-what a command client needs: connect (trying each URL in turn), subscribe to
-one private inbox, publish a request with headers, and read the replies of a
-command stream until its last batch. It is not a general NATS client: no TLS,
-no JetStream, no reconnection in the background.
+what a command client needs: connect (trying each URL in turn), log in,
+subscribe to one private inbox, publish a request with headers, and read the
+replies of a command stream until its last batch. It is not a general NATS
+client: no JetStream, no reconnection in the background.
+
+TLS is NATS's usual upgrade: the server sends its ``INFO`` in the clear, and
+when that says ``tls_required`` (or the URL is ``tls://``) the client wraps the
+socket with Python's ``ssl`` before its ``CONNECT``; ``ssl`` is imported only
+then, so plain connections do not pay for it. Credentials (user and password)
+go in the ``CONNECT`` line (see :mod:`megabus.bus.security` for why not nkeys).
+The server's refusals become errors a user can act on: a refused login
+(:class:`AuthorizationError`), a publish or subscription the role may not make
+(:class:`PermissionDeniedError`), a request over the server's payload limit
+(:class:`PayloadTooLargeError`, checked before sending).
 
 Protocol reference: https://docs.nats.io/reference/reference-protocols/nats-protocol
 """
@@ -20,13 +30,18 @@ import time
 from collections.abc import Iterator
 from urllib.parse import unquote
 
+from megabus.bus.errors import AuthorizationError as BusAuthorizationError
 from megabus.bus.errors import BusError
 from megabus.bus.errors import NoRespondersError as BusNoRespondersError
+from megabus.bus.errors import PayloadTooLargeError as BusPayloadTooLargeError
+from megabus.bus.errors import PermissionDeniedError as BusPermissionDeniedError
+from megabus.bus.security import Credentials, TlsFiles, is_tls_error, refused_text, tls_error_text
 
 # ``typing`` costs the one-shot path a few ms; the names are for the type
 # checker only (mypy treats any ``TYPE_CHECKING`` name as true).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import ssl
     from typing import Any
 
 
@@ -70,6 +85,22 @@ class ServerError(RawClientError):
     """The server sent ``-ERR`` or closed the connection."""
 
 
+class AuthorizationError(ConnectError, BusAuthorizationError):
+    """The server refused our credentials, or that we came without any."""
+
+
+class PermissionDeniedError(RawClientError, BusPermissionDeniedError):
+    """The server refused a publish or subscription to this connection's user."""
+
+
+class PayloadTooLargeError(RawClientError, BusPayloadTooLargeError):
+    """A request larger than the server's ``max_payload``; nothing was sent."""
+
+
+#: ``-ERR 'Permissions Violation for Publish to "subject"'`` (or ``Subscription to``).
+_VIOLATION = b"Permissions Violation for "
+
+
 def parse_url(url: str) -> tuple[str, int, dict[str, str]]:
     """Split ``nats://[user:pass@|token@]host[:port]`` into host, port and auth fields.
 
@@ -79,8 +110,10 @@ def parse_url(url: str) -> tuple[str, int, dict[str, str]]:
     rest = url.strip()
     if "://" in rest:
         scheme, rest = rest.split("://", 1)
-        if scheme not in ("nats", "tcp"):
-            raise ConnectError(f"unsupported URL scheme in {url!r}: only nats:// is supported")
+        if scheme not in ("nats", "tcp", "tls"):
+            raise ConnectError(
+                f"unsupported URL scheme in {url!r}: only nats:// and tls:// are supported"
+            )
     rest = rest.split("/", 1)[0]
     auth: dict[str, str] = {}
     if "@" in rest:
@@ -120,10 +153,15 @@ class RawClient:
     at a time), then :meth:`close` (or use it as a context manager).
     """
 
-    def __init__(self, sock: socket.socket, url: str, info: dict[str, Any]) -> None:
+    def __init__(self, sock: socket.socket, url: str, info: dict[str, Any], user: str = "") -> None:
         self.url = url
         self.info = info
+        self.user = user
         self._sock = sock
+        #: Whether the connection speaks TLS.
+        self.secure = False
+        # What a non-blocking read raises when nothing is there (TLS adds its own).
+        self._would_block: tuple[type[BaseException], ...] = (BlockingIOError,)
         self._buf = bytearray()
         # One wildcard subscription serves every request of this connection;
         # each request gets its own last token so late replies of an earlier
@@ -137,15 +175,30 @@ class RawClient:
 
     @classmethod
     def connect(
-        cls, urls: list[str] | str, *, timeout: float = 2.0, name: str = "megabus-cli"
+        cls,
+        urls: list[str] | str,
+        *,
+        timeout: float = 2.0,
+        name: str = "megabus-cli",
+        credentials: Credentials | None = None,
+        tls: TlsFiles | None = None,
     ) -> RawClient:
         """Connect to the first server of ``urls`` (a list or comma-separated) that answers.
 
-        The handshake (INFO, CONNECT, PING/PONG) is finished before returning,
-        so a bad password is reported here.
+        The handshake (INFO, TLS when the server requires it, CONNECT,
+        PING/PONG) is finished before returning, so a bad password or
+        certificate is reported here.
+
+        Args:
+            credentials: the user to log in as (over any ``user:pass@`` of a URL).
+            tls: certificate files; without them a TLS server is verified
+                against the system's trust store.
 
         Raises:
+            AuthorizationError: a server refused the login (no other URL is tried:
+                the servers of one cluster share their users).
             ConnectError: no URL worked; the message names each URL and why.
+            SecurityError: a certificate file is missing or bad.
         """
         if isinstance(urls, str):
             urls = [u for u in urls.split(",") if u.strip()]
@@ -154,24 +207,38 @@ class RawClient:
         failures: list[str] = []
         for url in urls:
             try:
-                return cls._connect_one(url.strip(), timeout, name)
+                return cls._connect_one(url.strip(), timeout, name, credentials, tls)
+            except AuthorizationError as err:
+                raise AuthorizationError(f"{url.strip()}: {err}") from None
             except (OSError, RawClientError) as err:
                 failures.append(f"{url.strip()}: {_reason(err)}")
         raise ConnectError("cannot connect to NATS: " + "; ".join(failures))
 
     @classmethod
-    def _connect_one(cls, url: str, timeout: float, name: str) -> RawClient:
+    def _connect_one(
+        cls,
+        url: str,
+        timeout: float,
+        name: str,
+        credentials: Credentials | None,
+        tls: TlsFiles | None,
+    ) -> RawClient:
         host, port, auth = parse_url(url)
+        if credentials is not None:
+            auth = {"user": credentials.user, "pass": credentials.password}
         sock = socket.create_connection((host, port), timeout=timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            client = cls(sock, url, {})
-            line = client._read_line(time.monotonic() + timeout)
+            client = cls(sock, url, {}, auth.get("user", ""))
+            deadline = time.monotonic() + timeout
+            line = client._read_line(deadline)
             if not line.startswith(b"INFO "):
                 raise ConnectError(f"not a NATS server (got {line[:40]!r})")
             client.info = json.loads(line[5:])
-            if client.info.get("tls_required"):
-                raise ConnectError("server requires TLS, which the one-shot client does not speak")
+            if client.info.get("tls_required") or url.strip().startswith("tls://"):
+                if not (client.info.get("tls_required") or client.info.get("tls_available")):
+                    raise ConnectError("the server does not offer TLS (URL tls://)")
+                sock = client._start_tls(host, tls, deadline)
             connect: dict[str, Any] = {
                 "verbose": False,
                 "pedantic": False,
@@ -183,12 +250,40 @@ class RawClient:
                 "name": name,
                 **auth,
             }
-            client._send(b"CONNECT " + json.dumps(connect).encode() + _CRLF + b"PING" + _CRLF)
-            client._await_pong(time.monotonic() + timeout)
+            try:
+                client._send(b"CONNECT " + json.dumps(connect).encode() + _CRLF + b"PING" + _CRLF)
+                client._await_pong(time.monotonic() + timeout)
+            except ServerError as err:
+                if "authorization violation" in str(err).lower():
+                    raise AuthorizationError(refused_text(credentials)) from None
+                if client.secure:
+                    # Over TLS a server checks our certificate after the
+                    # handshake, and says so by ending the session.
+                    cause = err.__cause__
+                    why = tls_error_text(cause) if cause is not None else "session closed"
+                    raise ConnectError(
+                        f"TLS: the server ended the session ({why}): it needs a client "
+                        "certificate signed by a CA it trusts (-tls-cert, -tls-key)"
+                    ) from None
+                raise
             return client
         except BaseException:
             sock.close()
             raise
+
+    def _start_tls(self, host: str, tls: TlsFiles | None, deadline: float) -> socket.socket:
+        """Wrap the socket in TLS (after the server's INFO, as NATS does); the new socket."""
+        import ssl
+
+        ctx: ssl.SSLContext = tls.ssl_context() if tls else ssl.create_default_context()
+        self._sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        try:
+            self._sock = ctx.wrap_socket(self._sock, server_hostname=host)
+        except ssl.SSLError as err:
+            raise ConnectError(f"TLS: {tls_error_text(err)}") from None
+        self._would_block = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+        self.secure = True
+        return self._sock
 
     def _await_pong(self, deadline: float) -> None:
         while True:
@@ -228,7 +323,7 @@ class RawClient:
                     if not chunk:
                         return False
                     self._buf += chunk
-            except BlockingIOError:
+            except self._would_block:
                 pass
             finally:
                 self._sock.setblocking(True)
@@ -263,19 +358,29 @@ class RawClient:
         Raises:
             NoRespondersError: nobody serves ``subject``.
             IdleTimeoutError: no message for ``idle_timeout`` seconds.
+            PermissionDeniedError: this user may not publish to ``subject`` or
+                receive replies.
+            PayloadTooLargeError: the request is over the server's limit (not sent).
             ServerError: the server sent -ERR or closed the connection.
         """
+        hdr = b"NATS/1.0\r\n"
+        for key, value in (headers or {}).items():
+            hdr += f"{key}: {value}".encode() + _CRLF
+        hdr += _CRLF
+        total = len(hdr) + len(payload)
+        limit = self.info.get("max_payload")
+        if isinstance(limit, int) and total > limit:
+            # Checked before anything is queued: the server would drop the
+            # whole connection for it, and the subscription must still go out.
+            raise PayloadTooLargeError(
+                f"request of {total} bytes exceeds the server's max payload of {limit} bytes"
+            )
         self._seq += 1
         reply = f"{self._inbox}.{self._seq}"
         out = bytearray()
         if not self._subscribed:
             out += f"SUB {self._inbox}.* {self._sid}".encode() + _CRLF
             self._subscribed = True
-        hdr = b"NATS/1.0\r\n"
-        for key, value in (headers or {}).items():
-            hdr += f"{key}: {value}".encode() + _CRLF
-        hdr += _CRLF
-        total = len(hdr) + len(payload)
         out += f"HPUB {subject} {reply} {len(hdr)} {total}".encode() + _CRLF
         out += hdr + payload + _CRLF
         self._send(bytes(out))
@@ -330,7 +435,7 @@ class RawClient:
             if line == b"PING":
                 self._send(b"PONG" + _CRLF)
             elif line.startswith(b"-ERR"):
-                raise ServerError(_err_text(line))
+                raise self._refusal(line)
             # +OK, PONG and INFO need nothing
 
     def _send(self, data: bytes) -> None:
@@ -370,6 +475,20 @@ class RawClient:
         del self._buf[:size]
         return data
 
+    def _refusal(self, line: bytes) -> RawClientError:
+        """The error of a ``-ERR`` line: a permission refusal in words, else the server's text."""
+        at = line.find(_VIOLATION)
+        if at < 0:
+            return ServerError(_err_text(line))
+        what = line[at + len(_VIOLATION) :].decode(errors="replace").strip("' ")
+        op, _, subject = what.partition(" to ")
+        subject = subject.strip('"')
+        verb = "publish to" if op.lower() == "publish" else "subscribe to"
+        who = f"user {self.user!r}" if self.user else "a client without credentials"
+        return PermissionDeniedError(
+            f"permission denied: {who} may not {verb} {subject}", subject=subject
+        )
+
 
 def _status(header_block: bytes) -> str:
     """The status code of a header block's first line (``NATS/1.0 503``), or ""."""
@@ -385,6 +504,8 @@ def _err_text(line: bytes) -> str:
 def _reason(err: BaseException) -> str:
     if isinstance(err, RawClientError):
         return str(err)
+    if is_tls_error(err):
+        return f"TLS: {tls_error_text(err)}"
     if isinstance(err, TimeoutError):
         return "timed out"
     if isinstance(err, OSError) and err.strerror:

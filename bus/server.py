@@ -3,8 +3,10 @@
 A node with no server to reach starts one itself (design section 5), and the
 tests start their own on free ports, single or as a routed JetStream cluster.
 The server gets a generated config file (in its store directory) rather than
-flags, because some settings (``max_payload``) have no flag, and the file shows
-exactly what ran when something goes wrong.
+flags, because some settings (``max_payload``, per-user permissions) have no
+flag, and the file shows exactly what ran when something goes wrong. The file
+is mode 0600: with ``users`` it holds their passwords (the same secrets as the
+0600 credentials files beside it, see :mod:`megabus.bus.security`).
 
 Readiness comes from the server's own log on stderr: the client URL is parsed
 from ``Listening for client connections on <host:port>`` (which is the only
@@ -23,7 +25,8 @@ import re
 import shutil
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -39,6 +42,22 @@ _LISTEN = re.compile(r"Listening for client connections on (\S+)")
 _READY = "Server is ready"
 #: How many of the last stderr lines a start error shows when no error line exists.
 _TAIL = 10
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    """The certificate of a server that speaks TLS only.
+
+    Attributes:
+        cert: the server's certificate (PEM), with its chain.
+        key: its private key.
+        ca: when set, clients must present a certificate signed by this CA
+            (mutual TLS); when empty, clients need no certificate.
+    """
+
+    cert: str
+    key: str
+    ca: str = ""
 
 
 def server_binary() -> str:
@@ -93,6 +112,9 @@ class EmbeddedServer:
         routes: route URLs of the other servers (``nats://host:port``).
         max_payload: largest message the server accepts, in bytes.
         binary: the nats-server executable; found by :func:`server_binary` when omitted.
+        users: ``authorization.users`` entries (user, password, permissions);
+            when given, every client must log in as one of them.
+        tls: the server's certificate; when given, clients must speak TLS.
     """
 
     def __init__(
@@ -107,6 +129,8 @@ class EmbeddedServer:
         routes: Sequence[str] = (),
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         binary: str | None = None,
+        users: Sequence[Mapping[str, object]] = (),
+        tls: ServerTLS | None = None,
     ) -> None:
         if cluster_port is not None and not cluster_name:
             raise ValueError("cluster_port needs a cluster_name")
@@ -118,6 +142,8 @@ class EmbeddedServer:
         self.cluster_port = cluster_port
         self.routes = list(routes)
         self.max_payload = max_payload
+        self.users = [dict(u) for u in users]
+        self.tls = tls
         self._binary = binary
         self._proc: asyncio.subprocess.Process | None = None
         self._drain: asyncio.Task[None] | None = None
@@ -151,6 +177,14 @@ class EmbeddedServer:
         ]
         if self.server_name:
             lines.append(f"server_name: {q(self.server_name)}")
+        if self.users:
+            # nats-server's config reads JSON maps; quoted strings keep `$JS...` literal.
+            lines.append(f"authorization {{ users: {q(self.users)} }}")
+        if self.tls is not None:
+            tls = [f"cert_file: {q(self.tls.cert)}", f"key_file: {q(self.tls.key)}", "timeout: 2"]
+            if self.tls.ca:
+                tls += [f"ca_file: {q(self.tls.ca)}", "verify: true"]
+            lines.append("tls { " + ", ".join(tls) + " }")
         if self.cluster_name:
             routes = ", ".join(q(r) for r in self.routes)
             lines += [
@@ -205,7 +239,12 @@ class EmbeddedServer:
 
     def _write_config(self, conf: Path) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        conf.write_text(self.config_text())
+        # Created 0600 (passwords may be in it); an older file keeps its inode,
+        # so its mode is set again.
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            fh.write(self.config_text())
 
     async def _wait_ready(self, seen: list[str]) -> None:
         assert self._proc is not None
@@ -285,4 +324,4 @@ class EmbeddedServer:
         await self.stop()
 
 
-__all__ = ["DEFAULT_MAX_PAYLOAD", "EmbeddedServer", "port_open", "server_binary"]
+__all__ = ["DEFAULT_MAX_PAYLOAD", "EmbeddedServer", "ServerTLS", "port_open", "server_binary"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from megabus.bus.errors import CommandError
+
 DEFAULT_PREFIX = "mb"
 VERSION = "v1"
 
@@ -49,6 +51,35 @@ def untoken(tok: str) -> str:
             raw += tok[i].encode()
             i += 1
     return raw.decode()
+
+
+#: Longest name, encoded by :func:`token`, that may go into a subject or a KV
+#: key. A NATS server takes protocol lines of at most 4096 bytes and drops a
+#: client that sends a longer one, and nats-py then stays closed for good (a
+#: 5000-character VLAN alias disconnected a node: ops/fuzz.py found it). Two
+#: such tokens and the rest of a subject still fit.
+MAX_TOKEN_BYTES = 1000
+#: Longest subject :class:`~megabus.bus.connection.Bus` publishes on.
+MAX_SUBJECT_BYTES = 3072
+
+
+class NameTooLongError(CommandError, ValueError):
+    """A name too long to be part of a NATS subject; the text says which and how long."""
+
+
+def bounded_token(name: str, what: str = "name") -> str:
+    """:func:`token` of ``name``, refusing one longer than :data:`MAX_TOKEN_BYTES`.
+
+    Raises:
+        NameTooLongError: ``<what> too long: ...``.
+    """
+    tok = token(name)
+    if len(tok) > MAX_TOKEN_BYTES:
+        raise NameTooLongError(
+            f"{what} too long: {len(name)} characters "
+            f"({len(tok)} bytes in a subject, at most {MAX_TOKEN_BYTES})"
+        )
+    return tok
 
 
 class Subjects:
@@ -131,6 +162,19 @@ class Subjects:
     def cc(self, namespace: str, *rest: str) -> str:
         tail = "".join(f".{token(r)}" for r in rest)
         return f"{self.root}.cc.{token(namespace)}{tail}"
+
+    # pipes (2.8's miniplumber): one subject family per pipe
+    def pipe(self, namespace: str, name: str, kind: str) -> str:
+        """Traffic of one kind (``data``, ``readers``, ``via``) of pipe ``<namespace>//<name>``."""
+        return f"{self.root}.pipe.{token(namespace)}.{token(name)}.{token(kind)}"
+
+    def pipes(self) -> str:
+        """Every pipe's traffic (a node listens to all of it, as 2.8 broadcast it)."""
+        return f"{self.root}.pipe.>"
+
+    def node_pipe(self, node: str) -> str:
+        """Pipe writes for one node: the host of a pipe's ``via``."""
+        return f"{self.root}.node.{token(node)}.pipe"
 
     # JetStream names (streams, buckets: [A-Za-z0-9_-] only)
     def bucket(self, name: str) -> str:

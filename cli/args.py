@@ -12,6 +12,22 @@ import json
 import os
 import socket
 
+from megabus.bus.errors import SecurityError
+from megabus.bus.security import (
+    OPERATOR,
+    Credentials,
+    TlsFiles,
+    env_credentials,
+    local_credentials,
+    read_credentials,
+)
+
+# ``typing``/``collections.abc`` cost the one-shot path; the names are for the
+# type checker only (mypy treats any ``TYPE_CHECKING`` name as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 DEFAULT_BASE = "/tmp/megabus"
 DEFAULT_NATS = "nats://127.0.0.1:4222"
 DEFAULT_PREFIX = "mb"
@@ -34,6 +50,10 @@ CLIENT_FLAGS: dict[str, tuple[str, bool]] = {
     "timeout": ("timeout", True),
     "json": ("json", False),
     "count": ("count", True),
+    "credentials": ("credentials", True),
+    "tls-ca": ("tls_ca", True),
+    "tls-cert": ("tls_cert", True),
+    "tls-key": ("tls_key", True),
     "e": ("e", False),
     "attach": ("attach", False),
     "h": ("help", False),
@@ -57,6 +77,13 @@ NODE_FLAGS: dict[str, tuple[str, bool]] = {
     "nats-port": ("nats_port", True),
     "accel": ("accel", True),
     "max-requests": ("max_requests", True),
+    "max-waiting": ("max_waiting", True),
+    "credentials": ("credentials", True),
+    "tls-ca": ("tls_ca", True),
+    "tls-cert": ("tls_cert", True),
+    "tls-key": ("tls_key", True),
+    "tls-server-cert": ("tls_server_cert", True),
+    "tls-server-key": ("tls_server_key", True),
     "config": ("config", True),
     "recover": ("recover", False),
     "v": ("verbose", False),
@@ -152,7 +179,7 @@ class Target:
     ``inspect``, which alone costs the one-shot path about 10 ms.
     """
 
-    __slots__ = ("base", "namespace", "node", "prefix", "timeout", "urls")
+    __slots__ = ("base", "credentials", "namespace", "node", "prefix", "timeout", "tls", "urls")
 
     def __init__(
         self,
@@ -162,6 +189,8 @@ class Target:
         namespace: str = "",
         timeout: float = DEFAULT_TIMEOUT,
         base: str = DEFAULT_BASE,
+        credentials: Credentials | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.node = node
         self.urls = urls
@@ -169,6 +198,9 @@ class Target:
         self.namespace = namespace
         self.timeout = timeout
         self.base = base
+        #: Who to log in as, and the TLS files; ``None`` when there are none.
+        self.credentials = credentials
+        self.tls = tls
 
     def __repr__(self) -> str:
         return f"Target(node={self.node!r}, urls={self.urls!r}, prefix={self.prefix!r})"
@@ -188,17 +220,34 @@ def read_node_file(base: str) -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
-def resolve_target(flags: dict[str, str | bool], environ: dict[str, str] | None = None) -> Target:
+def resolve_target(
+    flags: dict[str, str | bool],
+    environ: dict[str, str] | None = None,
+    *,
+    role: str = OPERATOR,
+) -> Target:
     """Combine flags, environment and ``<base>/megabus.json`` into a :class:`Target`.
 
+    Args:
+        role: whose generated credentials to take from the local node's base
+            (``operator`` to run commands, ``watcher`` to follow the bus).
+
     Raises:
-        UsageError: a bad ``-timeout``.
+        UsageError: a bad ``-timeout``, or a credentials file that cannot be read.
     """
     env = os.environ if environ is None else environ
     base = str(flags.get("base") or env.get("MEGABUS_BASE") or DEFAULT_BASE)
     local = read_node_file(base)
-    nats = str(flags.get("nats") or env.get("MEGABUS_NATS") or local.get("nats_url") or "")
+    chosen = str(flags.get("nats") or env.get("MEGABUS_NATS") or "")
+    nats = chosen or str(local.get("nats_url") or "")
     urls = [u.strip() for u in nats.split(",") if u.strip()] or [DEFAULT_NATS]
+    # The local node's credentials and files only go to the local node's server.
+    is_local = bool(local) and (not chosen or chosen == local.get("nats_url"))
+    try:
+        credentials = _credentials(flags, env, local if is_local else {}, role)
+    except SecurityError as err:
+        raise UsageError(str(err)) from None
+    tls = _tls_files(flags, env, local if is_local else {})
     node = str(flags.get("node") or local.get("name") or socket.gethostname().split(".")[0])
     prefix = str(
         flags.get("prefix") or env.get("MEGABUS_PREFIX") or local.get("prefix") or DEFAULT_PREFIX
@@ -217,4 +266,38 @@ def resolve_target(flags: dict[str, str | bool], environ: dict[str, str] | None 
         namespace=str(flags.get("namespace") or ""),
         timeout=timeout,
         base=base,
+        credentials=credentials,
+        tls=tls,
     )
+
+
+def _credentials(
+    flags: dict[str, str | bool], env: Mapping[str, str], local: dict[str, object], role: str
+) -> Credentials | None:
+    """``-credentials FILE``, else the environment, else the local node's ``<auth>/<role>.json``."""
+    path = flags.get("credentials")
+    if path and path is not True:
+        return read_credentials(str(path))
+    found = env_credentials(env)
+    if found is not None:
+        return found
+    auth = local.get("auth")
+    if isinstance(auth, str) and auth:
+        return local_credentials(auth, role)
+    return None
+
+
+def _tls_files(
+    flags: dict[str, str | bool], env: Mapping[str, str], local: dict[str, object]
+) -> TlsFiles | None:
+    """The TLS files of flags, else the environment, else the local node's, each on its own."""
+    values = []
+    for key in ("ca", "cert", "key"):
+        value = (
+            flags.get(f"tls_{key}")
+            or env.get(f"MEGABUS_TLS_{key.upper()}")
+            or local.get(f"tls_{key}")
+        )
+        values.append(str(value) if value and value is not True else "")
+    files = TlsFiles(*values)
+    return files if files else None

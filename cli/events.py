@@ -19,7 +19,7 @@ from typing import Any
 from nats.aio.msg import Msg
 
 from megabus.bus.connection import Bus
-from megabus.bus.errors import BusConnectError
+from megabus.bus.errors import BusConnectError, SecurityError
 from megabus.bus.subjects import Subjects
 from megabus.cli.args import Target, UsageError
 
@@ -64,9 +64,14 @@ async def follow(target: Target, kinds: list[str], *, count: int = 0) -> int:
     wanted = subjects_for(Subjects(target.prefix), kinds)
     try:
         bus = await Bus.connect(
-            target.urls, name="megabus-events", prefix=target.prefix, timeout=target.timeout
+            target.urls,
+            name="megabus-events",
+            prefix=target.prefix,
+            timeout=target.timeout,
+            credentials=target.credentials,
+            tls=target.tls,
         )
-    except BusConnectError as err:
+    except (BusConnectError, SecurityError) as err:
         sys.stderr.write(f"megabus: {err}\n")
         return 2
     done = asyncio.Event()

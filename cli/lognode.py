@@ -32,8 +32,9 @@ from nats.aio.msg import Msg
 
 from megabus.bus.codec import decode
 from megabus.bus.connection import Bus
-from megabus.bus.errors import BusConnectError, BusDecodeError
+from megabus.bus.errors import BusConnectError, BusDecodeError, SecurityError
 from megabus.bus.messages import LogRecord
+from megabus.bus.security import Credentials, TlsFiles
 from megabus.bus.subjects import token
 from megabus.cli.args import CLIENT_FLAGS, UsageError, parse_interspersed, resolve_target
 
@@ -149,6 +150,8 @@ async def collect(
     stop: asyncio.Event,
     ready: Callable[[], None] | None = None,
     timeout: float = 10.0,  # noqa: ASYNC109 - the connect timeout per URL
+    credentials: Credentials | None = None,
+    tls: TlsFiles | None = None,
 ) -> None:
     """Write every log record of ``prefix`` until ``stop`` is set.
 
@@ -159,7 +162,14 @@ async def collect(
         BusConnectError: no server could be reached at start.
     """
     await asyncio.to_thread(writer.directory.mkdir, parents=True, exist_ok=True)
-    bus = await Bus.connect(urls, name="megabus-lognode", prefix=prefix, timeout=timeout)
+    bus = await Bus.connect(
+        urls,
+        name="megabus-lognode",
+        prefix=prefix,
+        timeout=timeout,
+        credentials=credentials,
+        tls=tls,
+    )
     queue: asyncio.Queue[LogRecord] = asyncio.Queue()
 
     async def on_msg(msg: Msg) -> None:
@@ -220,7 +230,7 @@ def run_lognode(args: list[str]) -> int:
         max_bytes=_number(flags, "max_bytes", DEFAULT_MAX_BYTES),
         backups=_number(flags, "backups", DEFAULT_BACKUPS),
     )
-    target = resolve_target(flags)
+    target = resolve_target(flags, role="watcher")
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -240,8 +250,10 @@ def run_lognode(args: list[str]) -> int:
                 stop=stop,
                 ready=ready,
                 timeout=target.timeout,
+                credentials=target.credentials,
+                tls=target.tls,
             )
-        except BusConnectError as err:
+        except (BusConnectError, SecurityError) as err:
             sys.stderr.write(f"megabus: {err}\n")
             return 2
         finally:

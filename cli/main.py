@@ -58,9 +58,15 @@ client flags:
   -timeout SECS     idle timeout waiting for the node (default 10)
   -json             -e: print each batch's responses as one JSON line
   -count N          events: exit after N messages
+  -credentials FILE NATS user and password, JSON {"user", "password"} (env
+                    MEGABUS_CREDENTIALS, or MEGABUS_NATS_USER and MEGABUS_NATS_PASSWORD;
+                    default: the local node's <base>/auth/<role>.json)
+  -tls-ca FILE      CA to verify the NATS server with (env MEGABUS_TLS_CA)
+  -tls-cert FILE    client certificate, -tls-key FILE its key (MEGABUS_TLS_CERT, _KEY)
 
 node flags: -name -nats -base -filepath -prefix -vlanrange -heartbeat -level
-  -logfile -log-node (-headnode) -nats-port -accel -config -recover
+  -logfile -log-node (-headnode) -nats-port -accel -config -recover -max-requests
+  -max-waiting -credentials -tls-ca -tls-cert -tls-key -tls-server-cert -tls-server-key
 """
 
 
@@ -126,12 +132,13 @@ def _dispatch(args: list[str]) -> int:
         from megabus.cli.events import run_events
 
         count = _int_flag(flags, "count")
-        return run_events(resolve_target(flags), rest, count=count)
+        # Following the bus needs no more than a watcher's rights.
+        return run_events(resolve_target(flags, role="watcher"), rest, count=count)
     if verb == "status":
         _no_args(verb, rest)
         from megabus.cli.status import run_status
 
-        return run_status(resolve_target(flags))
+        return run_status(resolve_target(flags, role="watcher"))
     if not verb:
         sys.stderr.write(USAGE)
         return 2

@@ -16,11 +16,14 @@ import json
 import sys
 from collections.abc import Iterable
 
+from megabus.bus.errors import SecurityError
 from megabus.bus.rawclient import (
     ERROR,
     ConnectError,
     IdleTimeoutError,
     NoRespondersError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
     RawClient,
     RawClientError,
 )
@@ -81,9 +84,12 @@ class Session:
         if self._conn is not None and self._conn.alive():
             return self._conn
         self.close()
+        t = self.target
         try:
-            self._conn = RawClient.connect(self.target.urls, timeout=min(self.target.timeout, 5))
-        except ConnectError as err:
+            self._conn = RawClient.connect(
+                t.urls, timeout=min(t.timeout, 5), credentials=t.credentials, tls=t.tls
+            )
+        except (ConnectError, SecurityError) as err:
             raise UnreachableError(str(err)) from None
         return self._conn
 
@@ -106,6 +112,19 @@ class Session:
             yield from conn.request_stream(
                 self.subject, payload, {SCHEMA_HEADER: REQUEST_TAG}, t.timeout
             )
+        except PayloadTooLargeError as err:
+            # Nothing was sent and the connection is fine: this line failed, as a command would.
+            yield {"type": ERROR, "node": t.node, "error": str(err)}
+        except PermissionDeniedError as err:
+            self.close()
+            # The server names the subject refused (the request's, or the reply
+            # inbox's, which a watcher is refused first); the user wants the why.
+            who = f"user {conn.user!r}" if conn.user else "a client without credentials"
+            raise UnreachableError(
+                f"permission denied: {who} may not run commands on node {t.node!r} "
+                f"(refused: {err.subject}); commands need an operator's credentials "
+                "(-credentials FILE)"
+            ) from None
         except NoRespondersError:
             raise UnreachableError(
                 f"no node {t.node!r} answers on {t.url_text} (prefix {t.prefix!r}); "

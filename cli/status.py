@@ -25,7 +25,7 @@ from rich.text import Text
 
 from megabus.bus.codec import decode
 from megabus.bus.connection import Bus
-from megabus.bus.errors import BusConnectError, BusDecodeError
+from megabus.bus.errors import BusConnectError, BusDecodeError, SecurityError
 from megabus.bus.messages import Heartbeat, LogRecord, StatusUpdate
 from megabus.cli.args import Target
 
@@ -121,9 +121,14 @@ async def watch(target: Target, console: Console | None = None) -> int:
     """Follow heartbeats, status and logs and redraw until interrupted."""
     try:
         bus = await Bus.connect(
-            target.urls, name="megabus-status", prefix=target.prefix, timeout=target.timeout
+            target.urls,
+            name="megabus-status",
+            prefix=target.prefix,
+            timeout=target.timeout,
+            credentials=target.credentials,
+            tls=target.tls,
         )
-    except BusConnectError as err:
+    except (BusConnectError, SecurityError) as err:
         sys.stderr.write(f"megabus: {err}\n")
         return 2
     state = StatusState()

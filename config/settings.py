@@ -67,10 +67,31 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename=
     accel: str = "auto"
     #: Requests a node runs at once; more wait their turn (none is dropped).
     max_requests: int = 256
+    #: Requests that may wait for a turn; past that a request is refused at
+    #: once with an error reply (``node busy``) rather than queued without bound.
+    max_waiting: int = 10000
+    #: File of this node's NATS credentials (JSON ``user``, ``password``), for a
+    #: server that requires them; a node's own embedded server needs none here.
+    #: Passwords never go on a command line: ``MEGABUS_NATS_USER`` and
+    #: ``MEGABUS_NATS_PASSWORD`` are the environment's way.
+    credentials: str = ""
+    #: CA file that NATS servers' certificates are verified against (TLS).
+    tls_ca: str = ""
+    #: Client certificate and key presented to NATS servers that ask for one.
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: Certificate and key of the embedded nats-server: when set, it speaks TLS
+    #: only (and with ``tls-ca`` set, asks clients for certificates signed by it).
+    tls_server_cert: str = ""
+    tls_server_key: str = ""
 
     def __post_init__(self) -> None:
         if self.max_requests < 1:
             raise SettingsError(f"invalid max-requests {self.max_requests}: must be at least 1")
+        if self.max_waiting < 0:
+            raise SettingsError(f"invalid max-waiting {self.max_waiting}: must not be negative")
+        if bool(self.tls_server_cert) != bool(self.tls_server_key):
+            raise SettingsError("tls-server-cert and tls-server-key go together")
 
     @property
     def files_dir(self) -> str:

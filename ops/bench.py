@@ -11,7 +11,17 @@ processes with temporary bases, then measures:
   both nodes contending for the same namespace's pool;
 * ``node_rss_mb``: a node's resident memory when idle;
 * ``mesh_send_vm_info_ms``: ``mesh send`` of ``vm info`` to 20 nodes (p50, p99),
-  and with one of them frozen by SIGSTOP, the seconds until the answer names it.
+  and with one of them frozen by SIGSTOP, the seconds until the answer names it;
+* ``pipe_msgs_per_s``, ``pipe_fanout_*``, ``pipe_round_robin_msgs_per_s``:
+  values through a pipe from one node to another, to 10 readers on the other
+  node, and in round-robin mode (``--pipe-messages``, 0 skips them);
+* ``router_*``: ``router <vm> commit`` of N router containers at once until
+  their routes are in place (seconds), and the router daemons' resident memory
+  (``--routers N``, 0 by default: it needs root, Open vSwitch and the router image);
+* ``security``: round trips, commands/s (20 clients) and ``megabus -e`` with
+  auth and TLS off, then on: the cost of security (``--security-roundtrips``);
+* ``fuzz``: executions per second of ``ops/fuzz.py`` against a live node
+  (``--fuzz-cases``).
 
 Every loop is bounded; run it with the repo's venv: ``.venv/bin/python ops/bench.py``.
 """
@@ -30,9 +40,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from megabus.bus.connection import Bus
-from megabus.bus.server import EmbeddedServer
+from megabus.bus.security import TlsFiles, ensure_local_credentials, server_users
+from megabus.bus.server import EmbeddedServer, ServerTLS
 
 BIN = Path(sys.executable).parent
 MEGABUS = str(BIN / "megabus")
@@ -49,8 +61,9 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def start_node(name: str, url: str, base: Path) -> asyncio.subprocess.Process:
-    """A ``megabus node`` process; returns once it wrote ``<base>/megabus.json``."""
+async def start_node(name: str, url: str, base: Path, *extra: str) -> asyncio.subprocess.Process:
+    """A ``megabus node`` process (``extra``: more node flags); returns once it
+    wrote ``<base>/megabus.json``."""
     info = base / "megabus.json"
     proc = await asyncio.create_subprocess_exec(
         MEGABUS,
@@ -63,6 +76,7 @@ async def start_node(name: str, url: str, base: Path) -> asyncio.subprocess.Proc
         str(base),
         "-heartbeat",
         "1",
+        *extra,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
@@ -105,8 +119,9 @@ async def roundtrips(bus: Bus, node: str, runs: int) -> list[float]:
     return samples
 
 
-async def throughput(url: str, node: str, clients: int, per_client: int) -> float:
-    buses = [await Bus.connect([url], name=f"bench{i}") for i in range(clients)]
+async def throughput(url: str, node: str, clients: int, per_client: int, **connect: Any) -> float:
+    """Commands per second of ``clients`` connections (``connect``: credentials, tls)."""
+    buses = [await Bus.connect([url], name=f"bench{i}", **connect) for i in range(clients)]
 
     async def client(bus: Bus) -> None:
         for _ in range(per_client):
@@ -268,6 +283,10 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         **(await tap_scale(args.taps)),
         **(await nats_failover(args.failover_aliases)),
         **(await cc_bench(args.cc_agents, args.cc_rounds, args.cc_send_agents, args.cc_send_mb)),
+        **(await pipe_bench(args.pipe_messages)),
+        **(await router_bench(args.routers)),
+        **(await security_bench(args.security_roundtrips, 20, 25)),
+        **(await fuzz_bench(args.fuzz_cases)),
     }
 
 
@@ -683,10 +702,371 @@ async def cc_bench(agents: int, rounds: int, send_agents: int, send_mb: int) -> 
     }
 
 
+# --- pipes (the pipes issue) -------------------------------------------------------------
+
+PIPE_FANOUT = 10
+
+
+async def pipe_bench(messages: int) -> dict[str, object]:
+    """Values per second through a pipe from one node to another, and to 10 readers.
+
+    The reader node is a ``megabus node`` process; the writer is the pipes
+    engine of a second node's worth (its own connection, in this process),
+    writing as fast as it is let. A value counts as through once the reader
+    node's ``pipe`` counts it (``bp``), or once each of the 10 ``plumb fan
+    fout<i>`` pipelines on the reader node has passed it on. Round-robin,
+    which asks every node for its readers before each value, is measured on a
+    tenth as many values.
+    """
+    from megabus.handlers.pipes import Plumber
+
+    if not messages:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="megabus-bench-pipe-") as tmp:
+        root = Path(tmp)
+        server = EmbeddedServer(root / "nats", port=0)
+        await server.start()
+        url = server.client_url
+        reader_node = await start_node("pr", url, root / "pr")
+        bus = await Bus.connect([url], name="bench-pipe")
+        wbus = await Bus.connect([url], name="pw")
+        writer = Plumber("pw")
+        await writer.start(wbus, lambda: ["pw", "pr"])
+        try:
+
+            async def counts() -> dict[str, int]:
+                replies = await bus.command("pr", ".columns name,count pipe", idle_timeout=30)
+                return {
+                    row[0].removeprefix("minimega//"): int(row[1])
+                    for rep in replies
+                    for r in rep.responses
+                    for row in r.tabular or []
+                }
+
+            async def until(want: dict[str, int], limit: float = 120.0) -> None:
+                async with asyncio.timeout(limit):
+                    while True:
+                        have = await counts()
+                        if all(have.get(k, 0) >= v for k, v in want.items()):
+                            return
+                        await asyncio.sleep(0.02)
+
+            async def write(pipe: str, n: int, tag: str) -> float:
+                t0 = time.perf_counter()
+                for i in range(n):
+                    await writer.write(f"minimega//{pipe}", f"{tag} {i}")
+                return t0
+
+            await bus.command("pr", "plumb bp bpout")
+            await write("bp", 200, "warm")
+            await until({"bp": 200})
+            t0 = await write("bp", messages, "m")
+            await until({"bp": 200 + messages})
+            one = messages / (time.perf_counter() - t0)
+
+            for i in range(PIPE_FANOUT):
+                await bus.command("pr", f"plumb fan fout{i}")
+            fan_n = max(1, messages // 4)
+            t0 = await write("fan", fan_n, "f")
+            await until({f"fout{i}": fan_n for i in range(PIPE_FANOUT)})
+            fan = fan_n / (time.perf_counter() - t0)
+
+            await bus.command("pr", "plumb rr rrout")
+            writer.set_mode("minimega//rr", "round-robin")
+            rr_n = max(1, messages // 10)
+            t0 = await write("rr", rr_n, "r")
+            await until({"rrout": rr_n})
+            rr = rr_n / (time.perf_counter() - t0)
+        finally:
+            await writer.stop()
+            await wbus.close()
+            await bus.close()
+            reader_node.terminate()
+            await reader_node.wait()
+            await server.stop()
+    return {
+        "pipe_msgs_per_s": round(one, 1),
+        "pipe_msgs": messages,
+        "pipe_fanout_msgs_per_s": round(fan, 1),
+        "pipe_fanout_deliveries_per_s": round(fan * PIPE_FANOUT, 1),
+        "pipe_fanout_readers": PIPE_FANOUT,
+        "pipe_round_robin_msgs_per_s": round(rr, 1),
+    }
+
+
+# --- routers: commit to routes in place (the router issue) -------------------------------
+
+#: Static routes each benched router gets (all must reach its kernel table).
+ROUTER_ROUTES = 5
+
+
+def _router_daemons() -> dict[str, list[int]]:
+    """PIDs of running router daemons (``python3 -m megabus.router`` without ``-u``) by pid ns."""
+    found: dict[str, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            ns = os.readlink(f"/proc/{entry}/ns/pid")
+        except OSError:
+            continue
+        if b"megabus.router" in argv and b"-u" not in argv:
+            found.setdefault(ns, []).append(int(entry))
+    return found
+
+
+def _bird_routes(pid: int) -> int:
+    """How many routes BIRD put in the kernel table of the container whose init is ``pid``."""
+    out = subprocess.run(
+        ["nsenter", "-t", str(pid), "-n", "ip", "-4", "route", "show", "proto", "bird"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return len(out.splitlines())
+
+
+async def router_bench(routers: int) -> dict[str, object]:
+    """``router <vm> commit`` for ``routers`` router containers at once: seconds from the
+    commits until every router has its static routes in its kernel table; and the resident
+    memory of the router daemons (``minirouterfs``; needs root and Open vSwitch).
+
+    Each router gets two addresses, a DHCP range, a DNS entry and :data:`ROUTER_ROUTES`
+    static routes. The time covers the commit, the delivery through cc (three commands
+    each), ``minirouter -u`` applying the config (dnsmasq and BIRD restarted) and BIRD
+    installing the routes.
+    """
+    from nats.aio.msg import Msg
+
+    from megabus.config.settings import Settings
+    from megabus.handlers.main import Node
+
+    if not routers:
+        return {}
+    build = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(Path(__file__).parent / "router_image.py"), "--no-kvm"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if build.returncode != 0:
+        raise SystemExit(f"bench: ops/router_image.py failed:\n{build.stderr}")
+    fs = Path(build.stdout.strip().splitlines()[-1]) / "minirouterfs"
+    bridge = f"mb_rtr{os.getpid() % 10000}"
+    with tempfile.TemporaryDirectory(prefix="megabus-bench-router-") as tmp:
+        root = Path(tmp)
+        server = EmbeddedServer(root / "nats", port=0)
+        await server.start()
+        node = Node(
+            Settings(name="rt1", nats=[server.client_url], base=str(root / "rt1"), heartbeat=1.0)
+        )
+        await node.start()
+        bus = await Bus.connect([server.client_url], name="bench-router")
+        done: dict[int, int] = {}
+        arrived = asyncio.Event()
+
+        async def on_response(msg: Msg) -> None:
+            event = json.loads(msg.data)
+            done[int(event["id"])] = int(event.get("exit_code", 0))
+            arrived.set()
+
+        async def run(line: str) -> list[list[str]]:
+            (reply,) = await bus.command("rt1", line, idle_timeout=120)
+            errors = [r.error for r in reply.responses if r.error]
+            if errors:
+                raise SystemExit(f"bench: {line}: {errors}")
+            return [row for r in reply.responses for row in (r.tabular or [])]
+
+        try:
+            sub = await bus.nc.subscribe(bus.subjects.cc("minimega", "resp") + ".>", cb=on_response)
+            await run(f"vm config filesystem {fs}")
+            await run(f"vm config preinit {fs}/preinit")
+            await run(f"vm config net {bridge},3001 {bridge},3002")
+            await run(f"vm launch container rtr[0-{routers - 1}]")
+            await run("vm start all")
+            for _ in range(1200):  # 120 s at most for every agent to dial in
+                if await run("cc") == [[str(routers)]]:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise SystemExit(f"bench: {routers} router agents did not all connect")
+            for i in range(routers):
+                lines = [
+                    f"interface 0 10.200.{i}.1/24",
+                    f"interface 1 10.201.{i}.1/24",
+                    f"dhcp 10.200.{i}.1 range 10.200.{i}.100 10.200.{i}.200",
+                    f"dns 10.200.{i}.9 host{i}.bench",
+                ]
+                lines += [
+                    f"route static 10.{210 + r}.{i}.0/24 10.200.{i}.2" for r in range(ROUTER_ROUTES)
+                ]
+                for line in lines:
+                    await run(f"router rtr{i} {line}")
+            pids = {row[0]: int(row[1]) for row in await run(".columns name,pid vm info")}
+            t0 = time.perf_counter()
+            await asyncio.gather(*(run(f"router rtr{i} commit") for i in range(routers)))
+            commit_s = time.perf_counter() - t0
+            # each router's last command is its `minirouter -u`
+            last: dict[str, int] = {}
+            for row in await run(".columns id,prefix cc commands"):
+                last[row[1]] = max(last.get(row[1], 0), int(row[0]))
+            wanted = [last[f"minirouter-rtr{i}"] for i in range(routers)]
+            async with asyncio.timeout(120):
+                while not all(i in done for i in wanted):
+                    arrived.clear()
+                    await arrived.wait()
+            applied_s = time.perf_counter() - t0
+            failed = [i for i in wanted if done[i] != 0]
+            if failed:
+                raise SystemExit(f"bench: router configs {failed} did not apply")
+            async with asyncio.timeout(60):
+                while True:
+                    counts = await asyncio.gather(
+                        *(asyncio.to_thread(_bird_routes, pid) for pid in pids.values())
+                    )
+                    if all(c >= ROUTER_ROUTES for c in counts):
+                        break
+                    await asyncio.sleep(0.05)
+            routes_s = time.perf_counter() - t0
+            await sub.unsubscribe()
+            rss = []
+            for pid in pids.values():
+                ns = os.readlink(f"/proc/{pid}/ns/pid")
+                rss += [rss_mb(p) for p in _router_daemons().get(ns, [])]
+        finally:
+            try:
+                await run("clear all")
+            finally:
+                await bus.close()
+                await node.stop()
+                await server.stop()
+    return {
+        "routers": routers,
+        "router_commit_s": round(commit_s, 3),
+        "router_applied_s": round(applied_s, 2),
+        "router_routes_in_place_s": round(routes_s, 2),
+        "router_daemon_rss_mb": {
+            "p50": round(statistics.median(rss), 1) if rss else 0.0,
+            "max": max(rss, default=0.0),
+            "n": len(rss),
+        },
+    }
+
+
 def _random_file(path: Path, mb: int) -> None:
     with open(path, "wb") as fh:
         for _ in range(mb):
             fh.write(os.urandom(1024 * 1024))
+
+
+# --- the cost of security (issue 15) ------------------------------------------------------
+
+
+def _bench_ca(folder: Path) -> dict[str, str]:
+    """A throw-away CA (``openssl`` CLI, EC keys) with one certificate for 127.0.0.1.
+
+    The same certificate serves the server and the clients (both usages).
+    """
+    folder.mkdir(parents=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    f = {k: str(folder / k) for k in ("ca.pem", "ca.key", "cert.pem", "key.pem", "req", "ext")}
+    openssl("req", "-x509", *ec, "-keyout", f["ca.key"], "-out", f["ca.pem"], "-days", "1",
+            "-subj", "/CN=bench CA", "-addext", "basicConstraints=critical,CA:TRUE")  # fmt: skip
+    openssl("req", "-new", *ec, "-keyout", f["key.pem"], "-out", f["req"], "-subj", "/CN=bench")
+    Path(f["ext"]).write_text(
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"
+    )
+    openssl("x509", "-req", "-in", f["req"], "-CA", f["ca.pem"], "-CAkey", f["ca.key"],
+            "-CAcreateserial", "-out", f["cert.pem"], "-days", "1",
+            "-extfile", f["ext"])  # fmt: skip
+    return f
+
+
+async def security_bench(runs: int, clients: int, per_client: int) -> dict[str, object]:
+    """Round trips, commands/s and ``megabus -e`` with security off, then on.
+
+    "on" is what a secured site runs: user/password login with per-role
+    permissions, and TLS both ways (the server asks for client certificates).
+    """
+    if runs <= 0:
+        return {}
+    out: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="megabus-bench-sec-") as tmp:
+        root = Path(tmp)
+        ca = await asyncio.to_thread(_bench_ca, root / "ca")
+        for mode in ("off", "on"):
+            folder = root / mode
+            connect: dict[str, Any] = {}
+            flags: list[str] = []
+            users: list[dict[str, object]] = []
+            tls = None
+            if mode == "on":
+                creds = await asyncio.to_thread(ensure_local_credentials, folder / "auth")
+                users = server_users(creds, "mb")
+                tls = ServerTLS(cert=ca["cert.pem"], key=ca["key.pem"], ca=ca["ca.pem"])
+                files = TlsFiles(ca["ca.pem"], ca["cert.pem"], ca["key.pem"])
+                connect = {"credentials": creds["operator"], "tls": files}
+                flags = ["-tls-ca", ca["ca.pem"], "-tls-cert", ca["cert.pem"],
+                         "-tls-key", ca["key.pem"]]  # fmt: skip
+            server = EmbeddedServer(folder / "nats", port=0, users=users, tls=tls)
+            await server.start()
+            url = server.client_url
+            node_flags = [*flags, "-credentials", str(folder / "auth" / "node.json")]
+            proc = await start_node("sec", url, folder / "b", *(node_flags if users else []))
+            try:
+                bus = await Bus.connect([url], name="bench-sec", **connect)
+                try:
+                    await roundtrips(bus, "sec", 20)  # warm-up
+                    rtt = await roundtrips(bus, "sec", runs)
+                finally:
+                    await bus.close()
+                cps = await throughput(url, "sec", clients, per_client, **connect)
+                cli = [MEGABUS, "-nats", url, "-node", "sec", "-base", str(folder / "b"), *flags]
+                if users:
+                    cli += ["-credentials", str(folder / "auth" / "operator.json")]
+                shots = await asyncio.to_thread(_oneshots, cli, 10)
+            finally:
+                if proc.returncode is None:
+                    proc.terminate()
+                    await proc.wait()
+                await server.stop()
+            out[mode] = {
+                "roundtrip_ms": percentiles(rtt),
+                "commands_per_s": round(cps, 1),
+                "oneshot_ms": percentiles(shots),
+            }
+    return {"security": {**out, "on_is": "user/password and per-role permissions, mutual TLS"}}
+
+
+def _oneshots(cli: list[str], runs: int) -> list[float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEGABUS_")}
+    samples = []
+    for _ in range(runs + 2):
+        t0 = time.perf_counter()
+        done = subprocess.run([*cli, "-e", "version"], capture_output=True, env=env, check=False)
+        samples.append(time.perf_counter() - t0)
+        if done.returncode != 0:
+            raise SystemExit(f"bench: megabus -e version failed: {done.stderr.decode()}")
+    return samples[2:]
+
+
+async def fuzz_bench(cases: int) -> dict[str, object]:
+    """Executions per second of a short ``ops/fuzz.py`` run against a live node."""
+    if cases <= 0:
+        return {}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(Path(__file__).with_name("fuzz.py")), "--cases", str(cases),
+        "--seed", "1", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    result = json.loads(out)
+    return {"fuzz": {k: result[k] for k in ("cases", "execs_per_s", "ok", "rss_growth_mb", "seed")}}
 
 
 def parse_args() -> argparse.Namespace:
@@ -707,6 +1087,21 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cc-rounds", type=int, default=10, help="cc exec rounds")
     parser.add_argument("--cc-send-agents", type=int, default=10, help="agents for cc send")
     parser.add_argument("--cc-send-mb", type=int, default=100, help="size of the cc send file")
+    parser.add_argument(
+        "--pipe-messages", type=int, default=20000, help="values through a pipe (0: no pipe bench)"
+    )
+    parser.add_argument(
+        "--routers", type=int, default=0, help="router containers to commit at once (0: none)"
+    )
+    parser.add_argument(
+        "--security-roundtrips",
+        type=int,
+        default=300,
+        help="round trips with auth and TLS off, then on (0: no security bench)",
+    )
+    parser.add_argument(
+        "--fuzz-cases", type=int, default=2000, help="cases of ops/fuzz.py (0: no fuzz run)"
+    )
     return parser.parse_args()
 
 

@@ -12,13 +12,17 @@ cd "$repo"
 # What the node and the tests use, now and for the VM/network work to come:
 # OVS bridges, qemu guests, dnsmasq, iptables NAT, ip/ping, busybox images for
 # guests and containers, debootstrap roots, capture and the vm_screenshot script;
-# the router daemon's programs (BIRD 2, dhclient, nslookup, route, sysctl, depmod).
+# the router daemon's programs (BIRD 2, dhclient, nslookup, route, sysctl, depmod);
+# libfuse 3 and fusermount3 for `cc mount` of KVM guests (FUSE, via mfusepy);
+# openssl, whose CLI makes the throw-away CAs of the TLS tests and the bench.
 packages=(
     python3 python3-venv python3-pip git
     openvswitch-switch qemu-system-x86 qemu-utils dnsmasq-base iptables iproute2
     iputils-ping busybox-static cpio debootstrap tcpdump xxd
     openssh-server openssh-client binutils
     bird2 isc-dhcp-client dnsutils net-tools procps kmod
+    openssl
+    fuse3
 )
 
 sudo=""

@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     tail = LogTail()
     tail.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    tail.setLevel(logging.INFO)
+    # the minirouter_log tag (``router <vm>``'s Log:) holds what 2.8's would: records at
+    # its default level, error, until a config's `log level` says otherwise
+    tail.setLevel(logging.ERROR)
     logging.getLogger().addHandler(tail)
     try:
         return daemon.serve(opts, force=args.force, log=tail)

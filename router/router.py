@@ -24,6 +24,7 @@ from megabus.router.fw import Firewall
 from megabus.router.ip import Addresses
 from megabus.router.lines import LineError
 from megabus.router.options import Options
+from megabus.router.tags import LogTail
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +137,12 @@ class Router:
             if words[1] != "level":
                 raise LineError("want 'log level <debug|info|warn|error|fatal>'")
             level = lines.choice(words[2], "log level", tuple(LEVELS))
-            logging.getLogger().setLevel(LEVELS[level])
+            root = logging.getLogger()
+            root.setLevel(LEVELS[level])
+            # 2.8 sets every logger's level, the minirouter_log tag's included
+            for handler in root.handlers:
+                if isinstance(handler, LogTail):
+                    handler.setLevel(LEVELS[level])
         else:
             shown = family if len(family) <= 40 else family[:40] + "..."
             raise LineError(

@@ -244,14 +244,20 @@ async def compat_node(nats_url: str) -> AsyncIterator[Bus]:
 
 
 async def build_images() -> None:
-    """Build (or reuse, when current) the images the scripts name: ``$images/minicccfs``."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(REPO / "ops" / "images.py"), "--dest", str(IMAGES_DIR),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"ops/images.py failed:\n{out.decode(errors='replace')}")
+    """Build (or reuse, when current) the images the scripts name.
+
+    ``$images/minicccfs`` (ops/images.py) and ``$images/minirouterfs``
+    (ops/router_image.py; the scripts launch router containers only, so not
+    its KVM variant).
+    """
+    for script, *args in (("images.py",), ("router_image.py", "--no-kvm")):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(REPO / "ops" / script), "--dest", str(IMAGES_DIR), *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"ops/{script} failed:\n{out.decode(errors='replace')}")
 
 
 def _lock_base() -> IO[bytes]:

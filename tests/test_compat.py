@@ -35,9 +35,6 @@ from megabus.bus.connection import Bus
 
 #: Scripts that must fail today, each with the reason.
 EXPECTED_FAILURES = {
-    "router": "issue 10: no router yet",
-    "router_static": "issue 10: no router yet",
-    "plumbing_basic": "issue 13: no pipes yet",
     "vnc": "issue 12: no vnc yet",
 }
 

@@ -21,6 +21,7 @@ from megabus.bus.messages import (
     ErrorReply,
     Heartbeat,
 )
+from megabus.bus.security import read_credentials
 from megabus.bus.server import port_open
 from megabus.config.settings import Settings
 from megabus.handlers.main import Node
@@ -221,14 +222,21 @@ async def test_starts_its_own_server_when_none_listens(tmp_path: Path) -> None:
         assert n.server is not None
         assert n.nats_url == f"nats://127.0.0.1:{port}"
         assert (tmp_path / "base" / "nats" / "nats-server.conf").exists()
-        client = await Bus.connect([n.nats_url], name="cli")
+        # The server requires credentials (generated into the base, test_auth.py).
+        auth = tmp_path / "base" / "auth"
+        client = await Bus.connect(
+            [n.nats_url], name="cli", credentials=read_credentials(auth / "operator.json")
+        )
         try:
             assert (await client.command("n1", "hi"))[0].rendered == "hi"
         finally:
             await client.close()
-        # A second node on this host joins the running server.
+        # A second node on this host joins the running server, with a node's credentials.
         second = Node(
-            settings_for(tmp_path / "2", name="n2", nats_port=port), dispatcher_factory=tiny
+            settings_for(
+                tmp_path / "2", name="n2", nats_port=port, credentials=str(auth / "node.json")
+            ),
+            dispatcher_factory=tiny,
         )
         await second.start()
         try:

@@ -9,6 +9,9 @@ A node has one :class:`CcNode`. VM runtimes call, with the VM:
   ``vm start``);
 * ``await cc.detach(vm)``: the VM is flushed; stop listening or dialing.
 
+:attr:`CcNode.mounts` (:mod:`.mounts`) is ``cc mount``: containers bind-mounted,
+agents' guests through FUSE over their cc connection.
+
 cc knows VMs through the model only; what it needs of the rest of the node
 (the text of a ``vm info`` column for filters, where events go) is handed to
 it when the node builds it, so cc never imports the VM runtimes or the node.
@@ -21,10 +24,12 @@ from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from megabus.handlers.cc import filter, responses
+from megabus.handlers.cc import filter, mounts, responses
 from megabus.handlers.cc._client import ClientConn
+from megabus.handlers.cc._pipes import PipeHub
 from megabus.handlers.cc._server import CcServer, Describe, EventSink
 from megabus.handlers.cc._store import CommandState
+from megabus.handlers.cc.mounts import Mounts
 
 if TYPE_CHECKING:
     from megabus.bus.connection import Bus
@@ -59,8 +64,15 @@ class CcNode:
     on_event: EventSink = _no_events
     #: Set when the node serves; commands then live in JetStream.
     bus: Bus | None = None
+    #: The node's pipes, for agents' ``stdin=``/``stdout=``/``stderr=`` (None: no pipes).
+    pipes: PipeHub | None = None
     servers: dict[str, CcServer] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: ``cc mount``: guests' filesystems mounted on this node.
+    mounts: Mounts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.mounts = Mounts(base=self.settings.base, node=self.name)
 
     @property
     def files_dir(self) -> str:
@@ -81,7 +93,8 @@ class CcNode:
         return srv
 
     async def close(self) -> None:
-        """Close every server (agents hang up; commands stay in JetStream)."""
+        """Close every server (agents hang up; commands stay in JetStream); unmount guests."""
+        await self.mounts.close()
         servers = list(self.servers.values())
         self.servers.clear()
         for srv in servers:
@@ -105,7 +118,8 @@ class CcNode:
         srv.dial_serial(path, vm)
 
     async def detach(self, vm: VM) -> None:
-        """Stop serving ``vm``'s agent."""
+        """Stop serving ``vm``'s agent (and unmount its ``cc mount``)."""
+        await self.mounts.drop_vm(vm)
         srv = self.servers.get(vm.namespace)
         if srv is not None:
             await srv.detach(vm)
@@ -123,6 +137,8 @@ __all__ = [
     "CommandState",
     "Describe",
     "EventSink",
+    "PipeHub",
     "filter",
+    "mounts",
     "responses",
 ]

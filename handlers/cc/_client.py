@@ -55,6 +55,8 @@ class ClientConn:
     closed: bool = False
     #: Closing ends the session only; the stream belongs to someone else (a serial dialer).
     keep_stream: bool = False
+    #: What the agent said it can do in its hello (``pipes``).
+    features: list[str] = field(default_factory=list)
 
     @property
     def uuid(self) -> str:

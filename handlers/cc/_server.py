@@ -30,6 +30,7 @@ from megabus.bus.tasks import TaskSet
 from megabus.handlers.cc import filter as cc_filter
 from megabus.handlers.cc import responses
 from megabus.handlers.cc._client import CLIENT_EXPIRED, ClientConn, HandshakeError, handshake
+from megabus.handlers.cc._pipes import PipeBridge
 from megabus.handlers.cc._store import CommandState, CommandStore
 from megabus.handlers.cc._tunnels import TunnelMux
 
@@ -69,6 +70,7 @@ class CcServer:
         self._dialers: dict[str, asyncio.Task[None]] = {}
         self.tasks = TaskSet(f"cc:{namespace}")
         self.tunnels = TunnelMux(namespace)
+        self.pipes = PipeBridge(namespace, lambda: node.pipes, self.tasks)
 
     @property
     def files_dir(self) -> str:
@@ -90,6 +92,7 @@ class CcServer:
         if dialers:
             await asyncio.wait(dialers, timeout=5.0)
         await self.tunnels.close()
+        self.pipes.close()
         for conn in list(self.clients.values()):
             await conn.close()
         await self.tasks.aclose()
@@ -219,6 +222,7 @@ class CcServer:
         if vm is not None:
             info.uuid = vm.uuid
         conn = ClientConn(reader, writer, info, via, vm, keep_stream=keep_stream)
+        conn.features = list(hello.features)
         if info.uuid in self.clients:
             text = f"client {info.uuid} already exists!"
             logger.warning("cc %s: %s", self.namespace, text)
@@ -229,7 +233,8 @@ class CcServer:
         if hello.epoch == self.store.epoch:
             conn.max_sent = hello.last_command_id
         try:
-            await conn.send(wire.Welcome(node=self.node.name))
+            features = [wire.FEATURE_PIPES] if self.pipes.available else []
+            await conn.send(wire.Welcome(node=self.node.name, features=features))
         except (OSError, TimeoutError):
             await conn.close()
             return False
@@ -253,6 +258,7 @@ class CcServer:
                 del self.clients[info.uuid]
                 self.node.on_event(self.namespace, info.uuid, {"action": "disconnect"})
             await self.tunnels.drop_client(conn)
+            self.pipes.drop_client(conn)
             await conn.close()
             logger.info("cc %s: client %s disconnected", self.namespace, info.uuid)
         return False
@@ -310,6 +316,10 @@ class CcServer:
                 await self._on_file_data(conn, frame)
             case wire.Tunnel():
                 await self.tunnels.on_frame(conn, frame)
+            case wire.Pipe():
+                await self.pipes.on_frame(conn, frame)
+            case wire.FsReply():
+                await self.node.mounts.on_reply(frame)
             case wire.Error(error=error):
                 logger.warning("cc %s: client %s reports: %s", self.namespace, conn.uuid, error)
             case wire.Heartbeat():
@@ -361,14 +371,33 @@ class CcServer:
                 # recorded before the agent sees it: at most once, even if it crashes
                 state.sent.add(conn.uuid)
                 await self.store.done(state.record.id, conn.uuid, responded=False)
+        self.pipes.check_agent(conn, [s.record.spec for s in todo])
         with contextlib.suppress(OSError, TimeoutError, RuntimeError):
             await conn.send(
                 wire.Commands(epoch=self.store.epoch, commands=[s.record.spec for s in todo])
             )
 
-    async def new_command(self, spec: wire.Command) -> int:
-        """Create a command with the namespace's filter and prefix; returns its ID."""
-        return await self.store.create(spec, self.prefix, self.filter, self.node.name)
+    async def new_command(
+        self, spec: wire.Command, *, prefix: str | None = None, filt: Filter | None = None
+    ) -> int:
+        """Create a command; returns its ID.
+
+        It gets the namespace's ``cc prefix`` and ``cc filter`` unless it is
+        given its own (``router <vm> commit`` targets one VM whatever the user set).
+        """
+        return await self.store.create(
+            spec,
+            self.prefix if prefix is None else prefix,
+            self.filter if filt is None else filt,
+            self.node.name,
+        )
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every command with ``prefix`` (2.8's ``DeleteCommands``); how many went."""
+        ids = [i for i, s in self.store.commands.items() if s.record.prefix == prefix]
+        for cmd_id in ids:
+            await self.store.delete(cmd_id)
+        return len(ids)
 
     # -- responses and files ----------------------------------------------------------------
 

@@ -38,6 +38,12 @@ FAMILIES = (
     "ns",
     "dnsmasq",
     "qos",
+    "router",
+    "plumb",
+    "cc_mount",
+    "optimize",
+    "nuke",
+    "debug",
 )
 
 

@@ -26,6 +26,7 @@ from megabus.handlers.cc import filter as cc_filter
 from megabus.handlers.commands.namespace import on_destroy
 from megabus.handlers.language.gotime import format_duration, parse_duration
 from megabus.handlers.node.registry import Result, command, on_clear_all
+from megabus.handlers.pipes import check as check_pipe_name
 
 if TYPE_CHECKING:
     from megabus.handlers.language.command import Command
@@ -196,6 +197,9 @@ def _stdio(words: list[str]) -> tuple[str, str, str, list[str]]:
 )
 async def cc_exec(ctx: Context, cmd: Command) -> Result:
     stdin, stdout, stderr, words = _stdio(cmd.items("command"))
+    for name in (stdin, stdout, stderr):
+        if name:
+            check_pipe_name(name)  # the agent's node refuses it too; say so before it runs
     spec = wire.Command(
         id=0,
         command=words,
@@ -476,21 +480,6 @@ async def cc_delete(ctx: Context, cmd: Command) -> Result:
     return None
 
 
-@command("cc mount", short="list mounted filesystems", kind="broadcast")
-async def cc_mount_list(ctx: Context, cmd: Command) -> Result:
-    return ctx.table(["name", "uuid", "addr", "path"], [])
-
-
-@command("cc mount <uuid or name> [path]", short="mount VM filesystem")
-async def cc_mount(ctx: Context, cmd: Command) -> Result:
-    if not cmd.arg("path"):
-        raise CommandError("must provide a mount path")
-    if not await asyncio.to_thread(os.path.exists, cmd.arg("path")):
-        raise CommandError("mount point does not exist")
-    _find_vm(ctx, cmd.arg("uuid"))
-    raise CommandError("cc mount: the guest filesystem server (9p) is not available in megabus yet")
-
-
 _CLEAR_LONG = """Resets state for the command and control infrastructure provided by minimega.
 See "help cc" for more information."""
 _CLEAR_PARTS = ("commands", "filter", "prefix", "responses")
@@ -509,6 +498,9 @@ async def clear_cc(ctx: Context, cmd: Command) -> Result:
     srv = await server(ctx)
     chosen = [p for p in _CLEAR_PARTS if cmd.flag(p)] or list(_CLEAR_PARTS)
     await clear_parts(srv, chosen)
+    if not cmd.bool_args:
+        # 2.8 (#1466): plain `clear cc` unmounts too; `clear cc <part>` never does
+        await ctx.state.cc.mounts.clear(ctx.namespace)
     return None
 
 
@@ -524,11 +516,6 @@ async def clear_parts(srv: CcServer, parts: list[str]) -> None:
             await srv.store.clear()
         elif part == "responses":
             await asyncio.to_thread(responses.delete, srv.files_dir, srv.namespace)
-
-
-@command("clear cc mount [uuid or name or path]", short="unmount VM filesystem")
-async def clear_cc_mount(ctx: Context, cmd: Command) -> Result:
-    return None
 
 
 # -- lifecycle -------------------------------------------------------------------------------

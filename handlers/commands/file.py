@@ -24,6 +24,7 @@ import stat
 from typing import TYPE_CHECKING
 
 from megabus.bus.errors import CommandError
+from megabus.handlers.model.paths import bounded_path
 from megabus.handlers.node.registry import Result, command
 
 if TYPE_CHECKING:
@@ -58,8 +59,13 @@ You can also supply globs (wildcards) with the * operator. For example:
 
 
 def clean_path(root: str, path: str) -> str:
-    """``path`` rooted in ``root``; ``..`` never leaves it (2.8's ``cleanPath``)."""
-    return os.path.join(root, os.path.normpath("/" + path).lstrip("/")).rstrip("/") or "/"
+    """``path`` rooted in ``root``; ``..`` never leaves it (2.8's ``cleanPath``).
+
+    Raises:
+        CommandError: the path has a NUL byte or is longer than the kernel takes.
+    """
+    joined = os.path.join(root, os.path.normpath("/" + path).lstrip("/")).rstrip("/") or "/"
+    return bounded_path(joined)
 
 
 def rfc3339(ts: float) -> str:

@@ -1,4 +1,4 @@
-"""The ``log`` family: level, stderr, file, ring, filter and mesh target of the node's log.
+"""The ``log`` family: level, stderr, file, ring, filter, syslog and mesh target of the node's log.
 
 These really change Python logging of the ``megabus`` logger through the
 node's :class:`~megabus.handlers.node.logs.LogControl` (``ctx.state.logs``),
@@ -7,13 +7,14 @@ which the node sets up at start from ``-level``/``-v``/``-logfile``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
 from typing import TYPE_CHECKING
 
 from megabus.bus.errors import CommandError
-from megabus.handlers.node.logs import LEVELS, RingHandler, level_name, open_file
+from megabus.handlers.node.logs import LEVELS, RingHandler, level_name, open_file, open_syslog
 from megabus.handlers.node.registry import Result, command
 
 if TYPE_CHECKING:
@@ -141,12 +142,36 @@ async def log_filter(ctx: Context, cmd: Command) -> Result:
 
 
 @command(
+    "log syslog remote <tcp,udp> <address>",
+    "log syslog <local,>",
+    short="log to syslog",
+    long="""Log to a syslog daemon on the provided network and address. For example, to log
+over UDP to a syslog server foo on port 514:
+
+\tlog syslog remote udp foo:514
+
+"log syslog local" logs to this host's syslog socket (/dev/log). To stop, call
+"clear log syslog".""",
+)
+async def log_syslog(ctx: Context, cmd: Command) -> Result:
+    """Send the node's log to syslog, local or remote (replacing an earlier one)."""
+    control = ctx.state.log_control()
+    if cmd.flag("local"):
+        network, address = "local", ""
+    else:
+        network, address = ("tcp" if cmd.flag("tcp") else "udp"), cmd.arg("address")
+    await asyncio.to_thread(open_syslog, control, network, address)
+    return None
+
+
+@command(
     "clear log",
     "clear log <file,>",
     "clear log <mesh,>",
     "clear log <level,>",
     "clear log <stderr,>",
     "clear log <filter,>",
+    "clear log <syslog,>",
     "clear log <ring,>",
     short="reset state for logging",
     long='Resets state for logging. See "help log ..." for more information.',
@@ -164,6 +189,8 @@ async def clear_log(ctx: Context, cmd: Command) -> Result:
         control.set_level(control.default_level)
     if everything or cmd.flag("stderr"):
         control.remove("stderr")
+    if everything or cmd.flag("syslog"):
+        control.remove("syslog")
     if everything or cmd.flag("ring"):
         control.remove("ring")
     if everything or cmd.flag("filter"):

@@ -1,4 +1,4 @@
-"""Small commands: ``version``, ``echo``, ``help`` and ``clear all``.
+"""Small commands: ``version``, ``echo``, ``help``, ``clear all``, ``check`` and ``quit``.
 
 ``help`` lists every registered handler with 2.8's layout (one line per
 pattern, aligned by Go's tabwriter with tab padding) and prints the usage and
@@ -9,11 +9,14 @@ commands.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from megabus.bus.errors import CommandError
+from megabus.handlers import host
 from megabus.handlers.language.command import LanguageError
 from megabus.handlers.language.lexer import lex
 from megabus.handlers.language.patterns import parse_pattern, pattern_string
@@ -143,3 +146,47 @@ async def run_clear_all(ctx: Context) -> None:
     """Run the ``on_clear_all`` hooks in order (stable for equal orders)."""
     for _order, hook in sorted(registry.CLEAR_ALL, key=lambda h: h[0]):
         await hook(ctx)
+
+
+@command(
+    "check",
+    short="check that all external executables dependencies exist",
+    long="""megabus maintains a list of external programs that it depends on, such as
+qemu, and of the kernel features it needs. Calling check will attempt to find
+each of these executables in the available path and check to make sure they
+meet the minimum version requirements, and look for the kernel features.
+Returns errors for all missing executables, all minimum versions not met and
+all missing kernel features.""",
+)
+async def check(ctx: Context, cmd: Command) -> Result:
+    """2.8's ``check``: nothing when all is well, else one error line per problem."""
+    errors = await host.check(ctx.state.bridges)
+    if errors:
+        raise CommandError("\n".join(errors))
+    return None
+
+
+@command(
+    "quit [delay]",
+    short="quit minimega",
+    long="""Quit megabus. An optional integer argument X allows deferring the quit call
+for X seconds. This is useful for telling a mesh of nodes to quit.
+
+quit without a delay answers nothing and the node exits; with a delay it
+answers "quitting after X seconds". Other nodes see the node leave the mesh
+when its heartbeats stop.""",
+)
+async def quit_(ctx: Context, cmd: Command) -> Result:
+    """Stop this node, now or after ``delay`` seconds (the node shuts down in order)."""
+    done = ctx.state.quit_requested
+    if "delay" not in cmd.string_args:
+        # after this answer has gone out (the node drains its requests while stopping)
+        done.set()
+        return None
+    text = cmd.arg("delay")
+    body = text[1:] if text[:1] in "+-" else text
+    if not body.isascii() or not body.isdigit():
+        raise CommandError(f'strconv.Atoi: parsing "{text}": invalid syntax')
+    delay = int(text)
+    asyncio.get_running_loop().call_later(max(delay, 0), done.set)
+    return ctx.respond(f"quitting after {delay} seconds")

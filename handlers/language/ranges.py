@@ -19,6 +19,14 @@ from megabus.handlers.language.command import LanguageError
 logger = logging.getLogger(__name__)
 
 _MAX_INT32 = 2**31 - 1
+#: Most names one range may expand to. 2.8 has no bound, so ``foo[0-2147483647]``
+#: would build two billion names before anything could say no; nobody names
+#: more VMs or hosts than this in one command.
+MAX_NAMES = 100_000
+
+
+def _too_many(count: int) -> LanguageError:
+    return LanguageError(f"range of {count} names exceeds the limit of {MAX_NAMES}")
 
 
 def _atoi(text: str) -> int:
@@ -38,6 +46,8 @@ def _subrange(part: str) -> list[str]:
         raise LanguageError(f"invalid subrange {part}")
     pad = len(limits[0]) if len(limits[0]) == len(limits[1]) else 0
     start, end = _atoi(limits[0]), _atoi(limits[1])
+    if end - start + 1 > MAX_NAMES:
+        raise _too_many(end - start + 1)
     return [f"{i:0{pad}d}" if pad else str(i) for i in range(start, end + 1)]
 
 
@@ -67,6 +77,8 @@ def _split_range(prefix: str, spec: str) -> list[str]:
         else:
             note(part)
             numbers.add(_check(_atoi(part)))
+        if len(numbers) > MAX_NAMES:
+            raise _too_many(len(numbers))
     return [prefix + (f"{n:0{pad}d}" if pad > 0 else str(n)) for n in sorted(numbers)]
 
 
@@ -108,6 +120,8 @@ def expand(spec: str) -> list[str]:
             out.append(part)
         else:
             out.extend(_split_range(part[:index], part))
+        if len(out) > MAX_NAMES:
+            raise _too_many(len(out))
     return out
 
 

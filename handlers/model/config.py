@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
+from megabus.bus.errors import CommandError
 from megabus.handlers.language.gojson import go_json
 from megabus.handlers.language.lexer import go_quote
 from megabus.handlers.model.bondspec import BondConfig, bonds_string
@@ -22,6 +23,9 @@ from megabus.handlers.model.netspec import NetConfig, networks_string
 
 #: minimega's wildcard word (``clear vm config tag all``).
 WILDCARD = "all"
+#: Longest qemu line the overrides may make: Linux takes 2 MiB of arguments in
+#: all, so a longer line could never start anyway.
+MAX_QEMU_LINE = 2 * 1024 * 1024
 
 #: Every field ``clear vm config <field>`` accepts, in 2.8's pattern order,
 #: mapped to the attribute it resets.
@@ -249,6 +253,15 @@ class VMConfig(msgspec.Struct, kw_only=True):
         """
         line = unescape_string(args)
         for o in self.qemu_override:
+            # Each override may multiply the line (2.8 has no bound: twenty
+            # overrides "a" -> "aa" make a megabyte, thirty a gigabyte), so the
+            # length is worked out before the string is built.
+            size = len(line) + line.count(o.match) * (len(o.repl) - len(o.match))
+            if size > MAX_QEMU_LINE:
+                raise CommandError(
+                    f"qemu overrides make a qemu line of {size} characters, "
+                    f"over the limit of {MAX_QEMU_LINE}"
+                )
             line = line.replace(o.match, o.repl)
         return fields_quote_escape('"', line)
 

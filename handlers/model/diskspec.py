@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import msgspec
 
 from megabus.bus.errors import CommandError
+from megabus.handlers.model.paths import bounded_path
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +46,14 @@ def check_path(value: str, files_dir: str) -> str:
     """minimega's ``checkPath``: relative paths live in the file root.
 
     A missing file is only logged, as 2.8 does; it may be sent there later.
+
+    Raises:
+        CommandError: the path has a NUL byte or is longer than the kernel takes.
     """
     if not os.path.isabs(value):
         # filepath.Join cleans the result
         value = os.path.normpath(os.path.join(files_dir, value))
+    bounded_path(value)
     if not os.path.exists(value):
         logger.warning("file does not exist: %s", value)
     return value

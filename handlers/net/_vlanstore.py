@@ -41,6 +41,7 @@ from megabus.bus.codec import encode
 from megabus.bus.errors import CommandError
 from megabus.bus.messages import VlanAliasEvent
 from megabus.bus.stored import VlanAlias, VlanClaim, VlanRangeValue
+from megabus.bus.subjects import MAX_TOKEN_BYTES, NameTooLongError
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -137,12 +138,24 @@ def parse_number(text: str) -> int | None:
     return value
 
 
+def _key_token(text: str, what: str) -> str:
+    """:func:`encode_token`, refusing what would make a KV key NATS cannot carry
+    (the server drops a client whose subject is too long; see ``bus/subjects.py``)."""
+    tok = encode_token(text)
+    if len(tok) > MAX_TOKEN_BYTES:
+        raise NameTooLongError(
+            f"{what} too long: {len(text)} characters "
+            f"({len(tok)} bytes in a key, at most {MAX_TOKEN_BYTES})"
+        )
+    return tok
+
+
 def _alias_key(ns: str, alias: str) -> str:
-    return f"alias.{encode_token(ns)}.{encode_token(alias)}"
+    return f"alias.{_key_token(ns, 'namespace name')}.{_key_token(alias, 'VLAN alias')}"
 
 
 def _range_key(ns: str) -> str:
-    return "global" if not ns else f"range.{encode_token(ns)}"
+    return "global" if not ns else f"range.{_key_token(ns, 'namespace name')}"
 
 
 async def _create_bucket(bus: BusLike, bucket: str) -> KeyValue:
@@ -511,12 +524,13 @@ class VlanStore:
             raise CommandError("alias already in use")
         if not value:
             raise CommandError(f"invalid VLAN alias: {alias!r}")
+        akey = _alias_key(ns, value)  # a name too long fails before anything is claimed
         if vlan in self._claims:
             raise CommandError("vlan already in use")
         claim_rev = await self._create(f"vlan.{vlan}", VlanClaim(ns=ns, alias=value))
         if claim_rev is None:
             raise CommandError("vlan already in use")
-        alias_rev = await self._create(_alias_key(ns, value), VlanAlias(vlan=vlan))
+        alias_rev = await self._create(akey, VlanAlias(vlan=vlan))
         if alias_rev is None:
             await self._delete(f"vlan.{vlan}", last=claim_rev)
             raise CommandError("alias already in use")

@@ -99,6 +99,11 @@ class Dispatcher:
         """How many VMs this node has, in every namespace (for heartbeats)."""
         return len(self.state.vms.vms)
 
+    @property
+    def quit_requested(self) -> asyncio.Event:
+        """Set by ``quit`` and ``nuke``: the node process should stop."""
+        return self.state.quit_requested
+
     # -- entry point for the node ----------------------------------------------
 
     async def execute(

@@ -7,8 +7,11 @@ came) is never stopped, and stops run in the reverse order of starts:
 
 1. membership (heartbeats, micro discovery of the nodes already running);
 2. lifecycle events to the bus;
-3. log records to the bus for a log node (``-log-node``, ``log mesh``);
-4. ``background`` processes (killed at stop) and host dnsmasq servers;
+3. log records to the bus for a log node (``-log-node``, ``log mesh``), then
+   pipes on the bus (stopped after cc, whose agents read and write them;
+   stopping kills the ``plumb`` pipelines' programs);
+4. ``optimize`` (KSM restored at stop), ``background`` processes (killed
+   at stop) and host dnsmasq servers;
 5. cc on the bus, after ``-recover`` has adopted what a killed node left
    running (recovered guests redial cc at once);
 6. IP learning on the bridges;
@@ -19,6 +22,7 @@ came) is never stopped, and stops run in the reverse order of starts:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -49,6 +53,9 @@ async def serving(state: NodeState, bus: Bus) -> AsyncIterator[None]:
         await _membership(state, bus, stack)
         _events(state, bus, stack)
         await _mesh_logging(state, bus, stack)
+        await _pipes(state, bus, stack)
+        # 2.8's teardown gives the host its KSM values back (after the VMs are gone)
+        stack.push_async_callback(asyncio.to_thread, state.optimize.close)
         stack.push_async_callback(state.background.aclose)
         stack.push_async_callback(state.dnsmasq.kill_all)
         stack.push_async_callback(state.cc.close)
@@ -111,6 +118,15 @@ async def _mesh_logging(state: NodeState, bus: Bus, stack: contextlib.AsyncExitS
         await stop_mesh_logging(control, handler)
 
     stack.push_async_callback(stop)
+
+
+async def _pipes(state: NodeState, bus: Bus, stack: contextlib.AsyncExitStack) -> None:
+    def peers() -> list[str]:
+        # round-robin asks every live node for its readers; a node that left is not waited for
+        return state.membership.live() if state.membership is not None else [state.name]
+
+    await state.pipes.start(bus, peers)
+    stack.push_async_callback(state.pipes.stop)
 
 
 async def _stop_captures(state: NodeState) -> None:

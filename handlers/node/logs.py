@@ -1,7 +1,7 @@
 """The node's log destinations: Python logging of the ``megabus`` logger, as ``log`` sees it.
 
 One :class:`LogControl` per node owns the handlers it installs (stderr, a
-file, the ring, the bus for a log node) so that ``log`` commands, ``-level``,
+file, the ring, syslog, the bus for a log node) so that ``log`` commands, ``-level``,
 ``-v`` and ``-logfile`` act on the same ones, and a stopped node removes its
 own handlers and no other node's.
 """
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import collections
 import logging
+import logging.handlers
 import os
+import socket
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -135,3 +137,64 @@ def open_file(control: LogControl, path: str) -> None:
         raise CommandError(f"open {path}: {go_errno_text(err)}") from None
     control.add("file", handler)
     control.file_path = path
+
+
+#: Where a local syslog daemon listens, in the order Go's ``log/syslog`` tries them.
+SYSLOG_SOCKETS = ("/dev/log", "/var/run/syslog", "/var/run/log")
+SYSLOG_TAG = "megabus"
+
+
+class _Syslog(logging.handlers.SysLogHandler):
+    """Python's syslog handler, framed as Go's ``log/syslog`` (a newline ends a TCP message)."""
+
+    def __init__(self, address: str | tuple[str, int], socktype: int | None) -> None:
+        super().__init__(
+            address=address,
+            facility=logging.handlers.SysLogHandler.LOG_DAEMON,
+            socktype=socktype,  # type: ignore[arg-type]  # None means "try both" for unix
+        )
+        self.ident = f"{SYSLOG_TAG}[{os.getpid()}]: "
+        self.append_nul = False
+        self._tcp = socktype == socket.SOCK_STREAM
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text + "\n" if self._tcp else text
+
+
+def _split_address(network: str, address: str) -> tuple[str, int]:
+    """Go's ``net.Dial`` address ``host:port`` (``[::1]:514`` too), with its errors."""
+    host, sep, port = address.rpartition(":")
+    if not sep:
+        raise CommandError(f"dial {network} {address}: address {address}: missing port in address")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not port.isdigit() or int(port) > 65535:
+        raise CommandError(f"dial {network} {address}: address {address}: invalid port")
+    return host or "localhost", int(port)
+
+
+def open_syslog(control: LogControl, network: str, address: str) -> None:
+    """2.8's ``log syslog``: ``local`` (the host's syslog socket) or ``tcp``/``udp`` to ``address``.
+
+    Blocking: it connects (TCP) or opens the socket.
+    """
+    handler: _Syslog | None = None
+    if network == "local":
+        for path in SYSLOG_SOCKETS:
+            try:
+                handler = _Syslog(path, None)
+                break
+            except OSError:
+                continue
+        if handler is None:
+            raise CommandError("Unix syslog delivery error")
+    else:
+        host, port = _split_address(network, address)
+        kind = socket.SOCK_STREAM if network == "tcp" else socket.SOCK_DGRAM
+        try:
+            handler = _Syslog((host, port), kind)
+        except socket.gaierror:
+            raise CommandError(f"dial {network}: lookup {host}: no such host") from None
+        except OSError as err:
+            raise CommandError(f"dial {network} {address}: {go_errno_text(err)}") from None
+    control.add("syslog", handler)

@@ -43,6 +43,7 @@ from megabus.bus.server import EmbeddedServer, port_open
 from megabus.bus.subjects import token
 from megabus.bus.tasks import TaskSet
 from megabus.config.settings import Settings
+from megabus.handlers.node.access import NodeAccess
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ class Node:
         self._log = logger.getChild(token(self.name))
         self._bus: Bus | None = None
         self._server: EmbeddedServer | None = None
+        self._access: NodeAccess | None = None
         self._executor: Executor | None = None
         self._exits = contextlib.AsyncExitStack()
         self._subs: list[Subscription] = []
@@ -158,6 +160,7 @@ class Node:
         self._slots = asyncio.Semaphore(settings.max_requests)
         self._started = time.time()
         self._info_written = False
+        self._never = asyncio.Event()
 
     # --- public face ----------------------------------------------------------
 
@@ -186,6 +189,12 @@ class Node:
         return self._executor
 
     @property
+    def quit_requested(self) -> asyncio.Event:
+        """Set when a command asked the node to stop (``quit``, ``nuke``); never set otherwise."""
+        found = getattr(self._executor, "quit_requested", None)
+        return found if isinstance(found, asyncio.Event) else self._never
+
+    @property
     def running_requests(self) -> int:
         return len(self._requests)
 
@@ -203,9 +212,15 @@ class Node:
 
     async def _start(self) -> None:
         self._started = time.time()
-        urls = await self._nats_urls()
+        self._access = access = await asyncio.to_thread(NodeAccess.load, self.settings)
+        urls = await self._nats_urls(access)
         self._bus = await Bus.connect(
-            urls, name=self.name, prefix=self.settings.prefix, timeout=CONNECT_TIMEOUT
+            urls,
+            name=self.name,
+            prefix=self.settings.prefix,
+            timeout=CONNECT_TIMEOUT,
+            credentials=access.credentials,
+            tls=access.tls,
         )
         self._executor = await self._exits.enter_async_context(
             self._factory(self.settings, self._bus)
@@ -241,19 +256,22 @@ class Node:
 
     # --- start-up steps ---------------------------------------------------------
 
-    async def _nats_urls(self) -> list[str]:
+    async def _nats_urls(self, access: NodeAccess) -> list[str]:
         if self.settings.nats:
             return list(self.settings.nats)
         port = self.settings.nats_port
         url = f"nats://127.0.0.1:{port}"
         if await port_open("127.0.0.1", port):
+            await asyncio.to_thread(access.join_local)
             return [url]
-        server = EmbeddedServer(Path(self.settings.base) / "nats", port=port)
+        # Authorization on, with credentials generated into the base (security.py).
+        server = await asyncio.to_thread(access.embedded_server, port)
         try:
             await server.start()
         except ServerStartError:
             # Another node on this host may have won the race for the port.
             if await port_open("127.0.0.1", port):
+                await asyncio.to_thread(access.join_local)
                 return [url]
             raise
         self._server = server
@@ -306,6 +324,8 @@ class Node:
             "nats_url": self.nats_url,
             "prefix": self.bus.subjects.prefix,
             "pid": os.getpid(),
+            # where local clients find credentials and TLS files (paths, never secrets)
+            **(self._access.info() if self._access is not None else {}),
         }
 
     def _write_info(self) -> None:
@@ -345,6 +365,17 @@ class Node:
         except BusDecodeError as err:
             self._log.warning("bad request on %s: %s", msg.subject, err)
             await self._send_error(msg.reply, f"bad request: {err}")
+            return
+        s = self.settings
+        if len(self._requests) >= s.max_requests + s.max_waiting:
+            # Each waiting request holds a task and its payload: past the bound
+            # the client hears so at once instead of the node growing without end.
+            self._log.warning("node busy, request %r refused", req.line[:40])
+            await self._send_error(
+                msg.reply,
+                f"node busy: {s.max_requests} requests running and {s.max_waiting} waiting "
+                "(max-requests, max-waiting)",
+            )
             return
         self._requests.spawn(self._serve_in_turn(req, msg.reply), f"cmd {req.line[:40]!r}")
 
@@ -459,7 +490,7 @@ class Node:
 
 
 async def run_node(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
-    """Run a node until SIGINT or SIGTERM (or cancellation), then shut down in order.
+    """Run a node until SIGINT, SIGTERM, ``quit`` or ``nuke`` (or cancellation), then shut down.
 
     Args:
         ready: set once the node serves requests.
@@ -479,7 +510,16 @@ async def run_node(settings: Settings, *, ready: asyncio.Event | None = None) ->
         await node.start()
         if ready is not None:
             ready.set()
-        await stop.wait()
+        # a signal, or `quit`/`nuke` typed to this node
+        waits = [
+            asyncio.ensure_future(stop.wait()),
+            asyncio.ensure_future(node.quit_requested.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
         logger.info("node %s: shutting down", node.name)
     finally:
         for sig in handled:

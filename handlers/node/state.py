@@ -15,20 +15,25 @@ node's lifecycle (:mod:`megabus.handlers.node.lifecycle`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from megabus.bus.messages import Flags
+from megabus.bus.subjects import bounded_token
 from megabus.bus.tasks import TaskSet
 from megabus.config.settings import Settings
 from megabus.handlers.cc import CcNode
+from megabus.handlers.host import Optimizer, Profiler
 from megabus.handlers.model.config import VMConfig
 from megabus.handlers.model.table import VMTable
 from megabus.handlers.model.vm import DEFAULT_NAMESPACE, VM, QueuedVMs
 from megabus.handlers.net import Bridges, Captures, Dnsmasqs, IpLearner
 from megabus.handlers.node.logs import LogControl, setup_logging
+from megabus.handlers.pipes import Plumber
+from megabus.handlers.routers import Router
 from megabus.handlers.vms import VmHost, info
 
 if TYPE_CHECKING:
@@ -65,6 +70,9 @@ class Namespace:
     assignment: dict[str, list[QueuedVMs]] | None = None
     #: ``ns schedule status`` rows, one per scheduler run (scheduler's own records).
     schedule_stats: list[Any] = field(default_factory=list)
+    #: ``router``: the pending config of each router VM this node runs, by VM ID (2.8
+    #: keeps them in the namespace on the VM's host).
+    routers: dict[int, Router] = field(default_factory=dict)
 
 
 @dataclass
@@ -125,6 +133,15 @@ class NodeState:
     deploy: DeployState = field(default_factory=DeployState)
     #: ``host``'s last bandwidth sample: (time, rx bytes, tx bytes).
     host_bandwidth: tuple[float, int, int] | None = None
+    #: ``optimize``: KSM, and affinity and hugepages per namespace.
+    optimize: Optimizer = field(init=False)
+    #: ``debug cpu start``'s profile.
+    profiler: Profiler = field(default_factory=Profiler)
+    #: Set by ``quit`` and ``nuke``: the node process stops (``run_node`` waits on it).
+    quit_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    #: ``plumb``/``pipe``: the node's pipes and pipelines (on the bus once the node serves);
+    #: cc agents read and write them too (``cc exec stdin=<pipe>``).
+    pipes: Plumber = field(init=False)
 
     # -- set while the node serves (node.lifecycle) -------------------------------------
     #: The log destinations; made from the settings on first use.
@@ -148,13 +165,18 @@ class NodeState:
             columns=frozenset(info.COLUMNS),
             on_event=self._cc_event,
         )
-        self.vm_host = VmHost(self.settings, self.vms, self.bridges, self.cc)
+        self.optimize = Optimizer(self.vms)
+        self.vm_host = VmHost(
+            self.settings, self.vms, self.bridges, self.cc, hugepages=self.optimize.hugepages
+        )
         self.info_view = info.InfoView(
             print_vlan=self.vlans.print_vlan, cc_active=self.cc.active, bridges=self.bridges
         )
         self.iplearn = IpLearner(self.bridges, self.vms)
         self.dnsmasq = Dnsmasqs(Path(self.settings.base))
         self.background = TaskSet(f"background:{self.name}")
+        self.pipes = Plumber(self.name)
+        self.cc.pipes = self.pipes
 
     def describe(self, vm: VM, column: str) -> str:
         """The text of ``vm info``'s ``column`` for ``vm``."""
@@ -178,9 +200,14 @@ class NodeState:
         return found
 
     def namespace(self, name: str) -> Namespace:
-        """The namespace ``name``, created on first use as minimega does."""
+        """The namespace ``name``, created on first use as minimega does.
+
+        Raises:
+            NameTooLongError: a new name too long for the subjects it goes into.
+        """
         ns = self.namespaces.get(name)
         if ns is None:
+            bounded_token(name, "namespace name")
             ns = self.namespaces[name] = Namespace(name)
         return ns
 

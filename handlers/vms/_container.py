@@ -87,6 +87,18 @@ async def _poll(done: Callable[[], bool], seconds: float) -> bool:
         delay = min(delay * 2, 0.2)
 
 
+def guest_root(vm: VM) -> str:
+    """The host path of a container's root as it sees it ("" for a KVM VM or before launch).
+
+    ``cc mount`` bind-mounts it: the overlay ``<inst>/fs`` with snapshot, else
+    the filesystem itself.
+    """
+    runtime = vm.runtime
+    if vm.type != VMType.CONTAINER or not isinstance(runtime, ContainerRuntime):
+        return ""
+    return runtime.effective_path
+
+
 class ContainerRuntime(InstanceFiles):
     """Drives one container VM."""
 

@@ -8,7 +8,7 @@ socket). The node builds it once; tests build one without a node.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,3 +26,5 @@ class VmHost:
     vms: VMTable
     bridges: Bridges
     cc: CcNode
+    #: ``optimize hugepages``: namespace -> the hugetlbfs path new KVM guests' RAM comes from.
+    hugepages: dict[str, str] = field(default_factory=dict)

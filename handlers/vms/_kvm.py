@@ -185,7 +185,10 @@ class KvmRuntime(InstanceFiles):
             await asyncio.to_thread(self._write_config)
         accel = resolve_accel(self.settings)
         binary = resolve_binary(cfg.qemu)
-        args = qemu_args(cfg, vm.id, self.path, vm.uuid, taps=self.taps, snapshot_paths=snapshots)
+        args = qemu_args(
+            cfg, vm.id, self.path, vm.uuid, taps=self.taps, snapshot_paths=snapshots,
+            hugepages=self.host.hugepages.get(vm.namespace, ""),
+        )  # fmt: skip
         argv = [binary, "-accel", accel, *adapt_cpu(final_args(cfg, args), accel)]
         logger.info("vm %d: launching %s", vm.id, " ".join(argv))
         try:

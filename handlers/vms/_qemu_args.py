@@ -5,7 +5,8 @@ instance path, UUID, tap names, snapshot overlays). ``vm config qemu-override``
 shows it for a VM that does not exist yet (ID 0, no instance path), which is
 why every path goes through :func:`go_join` (Go's ``filepath.Join`` drops empty
 parts: ``unix:vnc``). One deliberate change from 2.8: AHCI disks use
-``ide-hd``, since QEMU 6 removed ``ide-drive``.
+``ide-hd``, since QEMU 6 removed ``ide-drive``; and ``optimize hugepages``
+gives ``-mem-path`` where 2.8 wrote ``-mem-info``.
 """
 
 from __future__ import annotations
@@ -175,7 +176,8 @@ def qemu_args(
             f"id=charvserial{i},name={name}",
         ]
     if hugepages:
-        args += ["-mem-info", hugepages]  # sic: 2.8's flag name
+        # 2.8 wrote "-mem-info" (no such QEMU option: every guest failed to start)
+        args += ["-mem-path", hugepages]
     args += list(cfg.qemu_append)
     args += ["-uuid", uuid]
     return args
