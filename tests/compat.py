@@ -35,6 +35,7 @@ import difflib
 import fcntl
 import os
 import re
+import shutil
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterable
@@ -233,6 +234,13 @@ async def compat_node(nats_url: str) -> AsyncIterator[Bus]:
     # machine shares that base: take turns (another test run may be going on).
     lock = await asyncio.to_thread(_lock_base)
     try:
+        # A script cut short (an expected failure stops at its first differing
+        # line, a killed run never reaches its epilog) leaves cc responses on
+        # disk that the next script's `cc response all` would print; each
+        # script starts as minitest's did, from a base with none.
+        await asyncio.to_thread(
+            shutil.rmtree, Path(BASE) / "files" / "miniccc_responses", ignore_errors=True
+        )
         async with running_node(nats_url, name=NODE, base=BASE):
             bus = await Bus.connect([nats_url], name="minitest")
             try:
