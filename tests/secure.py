@@ -21,10 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from megabus.bus.connection import Bus
+from megabus.bus.messages import CommandReply, CommandRequest
 from megabus.bus.rawclient import RawClient
 from megabus.bus.security import Credentials, TlsFiles, ensure_local_credentials, server_users
 from megabus.bus.server import EmbeddedServer, ServerTLS
 from megabus.cli.oneshot import REQUEST_TAG
+from megabus.config.settings import Settings
+from megabus.handlers.main import Node
+from megabus.handlers.node.process import Emit, Executor
 
 _SUBJECT_CA = "/CN=megabus test CA"
 _EXT_SERVER = (
@@ -170,3 +175,32 @@ def raw_request(
     payload = b"{}" if line is None else json.dumps({"type": REQUEST_TAG, "line": line}).encode()
     with RawClient.connect([url], credentials=creds, tls=tls) as raw:
         return list(raw.request_stream(subject, payload, idle_timeout=idle))
+
+
+class Recorder:
+    """An executor that remembers every line it ran (to prove a node untouched)."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.lines: list[str] = []
+
+    async def execute(self, req: CommandRequest, emit: Emit) -> None:
+        self.lines.append(req.line)
+        await emit(CommandReply(node=self.node, rendered=req.line))
+
+
+@contextlib.asynccontextmanager
+async def recorder_node(**settings: Any) -> AsyncIterator[tuple[Node, Recorder]]:
+    """A node named ``n1`` whose commands only a :class:`Recorder` sees."""
+    recorder = Recorder("n1")
+
+    @contextlib.asynccontextmanager
+    async def factory(_settings: Settings, _bus: Bus) -> AsyncIterator[Executor]:
+        yield recorder
+
+    node = Node(Settings(name="n1", heartbeat=0.2, **settings), dispatcher_factory=factory)
+    await node.start()
+    try:
+        yield node, recorder
+    finally:
+        await node.stop()

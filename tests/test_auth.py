@@ -25,12 +25,13 @@ import nats
 import nats.errors
 import pytest
 from natsd import free_port
-from secure import Secured, raw_request, secured_server
+from secure import Recorder, Secured, raw_request, secured_server
+from secure import recorder_node as shared_recorder_node
 
 from megabus.bus.codec import encode
 from megabus.bus.connection import Bus
 from megabus.bus.errors import AuthorizationError, PermissionDeniedError, SecurityError
-from megabus.bus.messages import CommandReply, CommandRequest, Event, LogRecord, StatusUpdate
+from megabus.bus.messages import CommandRequest, Event, LogRecord, StatusUpdate
 from megabus.bus.rawclient import AuthorizationError as RawAuthorizationError
 from megabus.bus.rawclient import NoRespondersError as RawNoRespondersError
 from megabus.bus.rawclient import PermissionDeniedError as RawPermissionDeniedError
@@ -49,21 +50,8 @@ from megabus.bus.security import (
 from megabus.cli.args import UsageError, resolve_target
 from megabus.config.settings import Settings
 from megabus.handlers.main import Node, run_node
-from megabus.handlers.node.process import Emit, Executor
 
 MEGABUS = str(Path(sys.executable).parent / "megabus")
-
-
-class Recorder:
-    """An executor that remembers every line it ran (to prove a node untouched)."""
-
-    def __init__(self, node: str) -> None:
-        self.node = node
-        self.lines: list[str] = []
-
-    async def execute(self, req: CommandRequest, emit: Emit) -> None:
-        self.lines.append(req.line)
-        await emit(CommandReply(node=self.node, rendered=req.line))
 
 
 @pytest.fixture
@@ -74,25 +62,12 @@ async def secured(tmp_path: Path) -> AsyncIterator[Secured]:
 
 @pytest.fixture
 async def recorder_node(tmp_path: Path, secured: Secured) -> AsyncIterator[tuple[Node, Recorder]]:
-    recorder = Recorder("n1")
-
-    @contextlib.asynccontextmanager
-    async def factory(settings: Settings, bus: Bus) -> AsyncIterator[Executor]:
-        yield recorder
-
-    settings = Settings(
-        name="n1",
+    async with shared_recorder_node(
         nats=[secured.url],
         base=str(tmp_path / "base"),
-        heartbeat=0.2,
         credentials=str(secured.auth_dir / "node.json"),
-    )
-    node = Node(settings, dispatcher_factory=factory)
-    await node.start()
-    try:
-        yield node, recorder
-    finally:
-        await node.stop()
+    ) as made:
+        yield made
 
 
 async def connect(secured: Secured, role: str | None, name: str = "t") -> Bus:

@@ -10,7 +10,6 @@ that says so, and the node is untouched.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -23,7 +22,7 @@ from pathlib import Path
 import nats.errors
 import pytest
 from natsd import free_port, until
-from secure import Secured, TestCA, raw_request, secured_server, test_ca
+from secure import Recorder, Secured, TestCA, raw_request, recorder_node, secured_server, test_ca
 
 from megabus.bus.connection import Bus
 from megabus.bus.errors import (
@@ -34,7 +33,6 @@ from megabus.bus.errors import (
     PermissionDeniedError,
     SecurityError,
 )
-from megabus.bus.messages import CommandReply, CommandRequest
 from megabus.bus.rawclient import ConnectError, RawClient
 from megabus.bus.security import (
     OPERATOR,
@@ -47,19 +45,8 @@ from megabus.bus.security import (
 from megabus.bus.server import ServerTLS, server_binary
 from megabus.config.settings import Settings
 from megabus.handlers.main import Node
-from megabus.handlers.node.process import Emit, Executor
 
 MEGABUS = str(Path(sys.executable).parent / "megabus")
-
-
-class Recorder:
-    def __init__(self, node: str) -> None:
-        self.node = node
-        self.lines: list[str] = []
-
-    async def execute(self, req: CommandRequest, emit: Emit) -> None:
-        self.lines.append(req.line)
-        await emit(CommandReply(node=self.node, rendered=req.line))
 
 
 @pytest.fixture(scope="module")
@@ -84,28 +71,15 @@ async def tls_server(tmp_path: Path, ca: TestCA) -> AsyncIterator[Secured]:
 async def tls_node(
     tmp_path: Path, tls_server: Secured, ca: TestCA
 ) -> AsyncIterator[tuple[Node, Recorder]]:
-    recorder = Recorder("n1")
-
-    @contextlib.asynccontextmanager
-    async def factory(settings: Settings, bus: Bus) -> AsyncIterator[Executor]:
-        yield recorder
-
-    settings = Settings(
-        name="n1",
+    async with recorder_node(
         nats=[tls_server.url],
         base=str(tmp_path / "base"),
-        heartbeat=0.2,
         credentials=str(tls_server.auth_dir / "node.json"),
         tls_ca=str(ca.ca),
         tls_cert=str(ca.client_cert),
         tls_key=str(ca.client_key),
-    )
-    node = Node(settings, dispatcher_factory=factory)
-    await node.start()
-    try:
-        yield node, recorder
-    finally:
-        await node.stop()
+    ) as made:
+        yield made
 
 
 async def test_the_server_requires_tls_and_both_clients_speak_it(
