@@ -12,7 +12,9 @@ method gives 2.8's ``no such network index`` error instead of crashing.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from megabus.bus.errors import CommandError
 from megabus.handlers.model.vm import VM, VMType
@@ -20,8 +22,24 @@ from megabus.handlers.routers import _goaddr
 
 #: 2.8's router ID before one is set or chosen.
 NO_ROUTER_ID = "0.0.0.0"
+_T = TypeVar("_T")
+
 #: The fw actions (``accept``, ``drop``, ``reject``); a rule applying a chain has the chain's name.
 FW_ACTIONS = ("accept", "drop", "reject")
+
+
+def _entry(table: dict[str, _T], key: str, error: str) -> _T:
+    """``table[key]``, or 2.8's ``<error>: <key>`` when it has none."""
+    if key not in table:
+        raise CommandError(f"{error}: {key}")
+    return table[key]
+
+
+def _entry_or_new(table: dict[str, _T], key: str, new: Callable[[str], _T]) -> _T:
+    """2.8's ``...FindOrCreate``: the entry of ``key``, made by ``new(key)`` the first time."""
+    if key not in table:
+        table[key] = new(key)
+    return table[key]
 
 
 def go_atoi(text: str) -> int:
@@ -246,19 +264,14 @@ class Router:
 
     def dhcp_of(self, addr: str) -> Dhcp:
         """2.8's ``dhcpFindOrCreate``."""
-        found = self.dhcp.get(addr)
-        if found is None:
-            found = self.dhcp[addr] = Dhcp(addr)
-        return found
+        return _entry_or_new(self.dhcp, addr, Dhcp)
 
     def dhcp_del(self, addr: str, part: str, mac: str = "") -> None:
         """``clear router <vm> dhcp [<addr> [range|router|dns|static [<mac>]]]``."""
         if addr == "":
             self.dhcp = {}
             return
-        d = self.dhcp.get(addr)
-        if d is None:
-            raise CommandError(f"no such address: {addr}")
+        d = _entry(self.dhcp, addr, "no such address")
         if part == "range":
             d.low = d.high = ""
         elif part == "router":
@@ -268,10 +281,9 @@ class Router:
         elif part == "static":
             if mac == "":
                 d.static = {}
-            elif mac in d.static:
-                del d.static[mac]
             else:
-                raise CommandError(f"no such mac: {mac}")
+                _entry(d.static, mac, "no such mac")
+                del d.static[mac]
         else:
             del self.dhcp[addr]
 
@@ -281,18 +293,16 @@ class Router:
     def dns_del(self, ip: str) -> None:
         if ip == "":
             self.dns = {}
-        elif ip in self.dns:
-            del self.dns[ip]
         else:
-            raise CommandError(f"no such ip: {ip}")
+            _entry(self.dns, ip, "no such ip")
+            del self.dns[ip]
 
     def ra_del(self, subnet: str) -> None:
         if subnet == "":
             self.rad = {}
-        elif subnet in self.rad:
-            del self.rad[subnet]
         else:
-            raise CommandError(f"no such subnet: {subnet}")
+            _entry(self.rad, subnet, "no such subnet")
+            del self.rad[subnet]
 
     # -- routes ----------------------------------------------------------------------------
 
@@ -307,29 +317,22 @@ class Router:
         if network in ("", "all"):
             self.static_routes = {}
             return
-        if network not in self.static_routes:
-            raise CommandError(f"no such static route: {network}")
+        _entry(self.static_routes, network, "no such static route")
         del self.static_routes[network]
 
     def named_route_del(self, network: str, name: str) -> None:
         if name == "":
             self.named_routes = {}
             return
-        routes = self.named_routes.get(name)
-        if routes is None:
-            raise CommandError(f"no such named static route: {name}")
+        routes = _entry(self.named_routes, name, "no such named static route")
         if network == "all":
             del self.named_routes[name]
             return
-        if network not in routes:
-            raise CommandError(f"no such network in named static route: {network}")
+        _entry(routes, network, "no such network in named static route")
         del routes[network]
 
     def ospf_of(self, area: str) -> Ospf:
-        found = self.ospf.get(area)
-        if found is None:
-            found = self.ospf[area] = Ospf(area)
-        return found
+        return _entry_or_new(self.ospf, area, Ospf)
 
     def ospf_add(self, area: str, iface: str, export: str) -> None:
         """2.8's ``RouteOSPFAdd``: naming an interface again resets its options."""
@@ -348,35 +351,26 @@ class Router:
         if area == "":
             self.ospf = {}
             return
-        o = self.ospf.get(area)
-        if o is None:
-            raise CommandError(f"no such area: {area}")
+        o = _entry(self.ospf, area, "no such area")
         if iface == "":
             o.interfaces = {}
             return
-        if iface not in o.interfaces:
-            raise CommandError(f"no such interface: {iface}")
+        _entry(o.interfaces, iface, "no such interface")
         del o.interfaces[iface]
 
     def ospf_del_export(self, area: str, export: str) -> None:
         if area == "":
             self.ospf = {}
             return
-        o = self.ospf.get(area)
-        if o is None:
-            raise CommandError(f"no such area: {area}")
+        o = _entry(self.ospf, area, "no such area")
         if export == "":
             o.prefixes = {}
             return
-        if export not in o.prefixes:
-            raise CommandError(f"no such filter: {export}")
+        _entry(o.prefixes, export, "no such filter")
         del o.prefixes[export]
 
     def bgp_of(self, process: str) -> Bgp:
-        found = self.bgp.get(process)
-        if found is None:
-            found = self.bgp[process] = Bgp(process)
-        return found
+        return _entry_or_new(self.bgp, process, Bgp)
 
     def bgp_peer(self, process: str, local: bool, ip: str, asn: int) -> None:
         b = self.bgp_of(process)
@@ -390,19 +384,14 @@ class Router:
         self.bgp_of(process).exports[what] = True
 
     def bgp_rr_del(self, process: str) -> None:
-        b = self.bgp.get(process)
-        if b is None:
-            raise CommandError(f"no such bgp process: {process}")
-        b.route_reflector = False
+        _entry(self.bgp, process, "no such bgp process").route_reflector = False
 
     def bgp_del(self, process: str, local: bool, everything: bool) -> None:
         """2.8's ``RouteBGPDel``: the process, or its local or neighbor end."""
         if process == "":
             self.bgp = {}
             return
-        b = self.bgp.get(process)
-        if b is None:
-            raise CommandError(f"no such bgp process: {process}")
+        b = _entry(self.bgp, process, "no such bgp process")
         if everything:
             del self.bgp[process]
         elif local:
