@@ -97,7 +97,24 @@ STDLIB_SKIP = {
     "dbm",
 }
 
-INIT = """\
+#: udev's job, done by hand: ``/dev/virtio-ports/<name>`` for every named virtio-serial
+#: port (the agent's ``cc`` port among them), once the modules have probed them.
+VIRTIO_PORT_LINKS = """\
+mkdir -p /dev/virtio-ports
+i=0
+while [ $i -lt 100 ] && ! ls /sys/class/virtio-ports/*/name >/dev/null 2>&1; do
+    sleep 0.1
+    i=$((i + 1))
+done
+for port in /sys/class/virtio-ports/*; do
+    [ -r "$port/name" ] || continue
+    name=$(cat "$port/name")
+    [ -n "$name" ] && ln -sf "/dev/${port##*/}" "/dev/virtio-ports/$name"
+done
+"""
+
+INIT = (
+    """\
 #!/bin/sh
 # miniccc guest init (megabus): busybox, the virtio modules, the megabus agent.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -115,17 +132,9 @@ for m in @MODULES@; do
 done
 
 # udev's job: /dev/virtio-ports/<name> for every named port (they appear as the modules probe)
-mkdir -p /dev/virtio-ports
-i=0
-while [ $i -lt 100 ] && ! ls /sys/class/virtio-ports/*/name >/dev/null 2>&1; do
-    sleep 0.1
-    i=$((i + 1))
-done
-for port in /sys/class/virtio-ports/*; do
-    [ -r "$port/name" ] || continue
-    name=$(cat "$port/name")
-    [ -n "$name" ] && ln -sf "/dev/${port##*/}" "/dev/virtio-ports/$name"
-done
+"""
+    + VIRTIO_PORT_LINKS
+    + """\
 
 ifconfig lo up
 for dev in /sys/class/net/eth*; do
@@ -151,6 +160,7 @@ while :; do
     sleep 1
 done
 """
+)
 
 MEGABUS_WRAPPER = """\
 #!/bin/sh

@@ -167,18 +167,22 @@ def base_stamp() -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def source_files() -> Iterator[Path]:
-    for root in ROOTS:
+def source_files(roots: tuple[str, ...] = ROOTS) -> Iterator[Path]:
+    """Every file of the repo's ``roots`` that an image copies (no byte code)."""
+    for root in roots:
         for path in sorted((REPO / root).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 yield path
 
 
-def code_stamp() -> str:
-    h = hashlib.sha256(LAYOUT.encode())
-    for pkg in PACKAGES:
+def code_stamp(
+    layout: str = LAYOUT, roots: tuple[str, ...] = ROOTS, packages: tuple[str, ...] = PACKAGES
+) -> str:
+    """What an image's copy of megabus depends on: a change in any of it rebuilds the copy."""
+    h = hashlib.sha256(layout.encode())
+    for pkg in packages:
         h.update(f"{pkg}={importlib.metadata.version(pkg)}\n".encode())
-    for path in source_files():
+    for path in source_files(roots):
         h.update(str(path.relative_to(REPO)).encode() + b"\0")
         h.update(path.read_bytes())
     return h.hexdigest()

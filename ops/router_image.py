@@ -54,7 +54,6 @@ import compileall
 import contextlib
 import fcntl
 import hashlib
-import importlib.metadata
 import os
 import re
 import shutil
@@ -166,7 +165,8 @@ CONTAINER_SETUP = ""
 #: megabus passes the VM's UUID in init's environment (there may be no DMI to read it from).
 CONTAINER_AGENT = "megabus agent -family unix -parent /cc ${MEGABUS_UUID:+-uuid $MEGABUS_UUID}"
 
-KVM_SETUP = """\
+KVM_SETUP = (
+    """\
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
@@ -176,17 +176,9 @@ for m in @MODULES@; do
     modprobe "$m" || echo "init: modprobe $m failed" >/dev/console
 done
 # udev's job: /dev/virtio-ports/<name> for every named port
-mkdir -p /dev/virtio-ports
-i=0
-while [ $i -lt 100 ] && ! ls /sys/class/virtio-ports/*/name >/dev/null 2>&1; do
-    sleep 0.1
-    i=$((i + 1))
-done
-for port in /sys/class/virtio-ports/*; do
-    [ -r "$port/name" ] || continue
-    name=$(cat "$port/name")
-    [ -n "$name" ] && ln -sf "/dev/${port##*/}" "/dev/virtio-ports/$name"
-done
+"""
+    + guest_image.VIRTIO_PORT_LINKS
+    + """\
 # the UUID: DMI (QEMU's -uuid), else megabus.uuid= on the command line, else any
 uuid=$(cat /sys/class/dmi/id/product_uuid 2>/dev/null)
 if [ -z "$uuid" ]; then
@@ -197,6 +189,7 @@ fi
 [ -n "$uuid" ] || uuid=$(cat /proc/sys/kernel/random/uuid)
 echo "init: minirouter guest $uuid: starting the agent and the router daemon" >/dev/console
 """
+)
 KVM_AGENT = 'megabus agent -serial /dev/virtio-ports/cc -uuid "$uuid"'
 #: A VM's console is all one sees of its boot: say when the daemon listens.
 KVM_READY = """\
@@ -351,20 +344,11 @@ def base_stamp(mirror_url: str) -> str:
 
 
 def source_files() -> Iterator[Path]:
-    for root in ROOTS:
-        for path in sorted((REPO / root).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                yield path
+    return images.source_files(ROOTS)
 
 
 def code_stamp() -> str:
-    h = hashlib.sha256(LAYOUT.encode())
-    for pkg in images.PACKAGES:
-        h.update(f"{pkg}={importlib.metadata.version(pkg)}\n".encode())
-    for path in source_files():
-        h.update(str(path.relative_to(REPO)).encode() + b"\0")
-        h.update(path.read_bytes())
-    return h.hexdigest()
+    return images.code_stamp(LAYOUT, ROOTS, images.PACKAGES)
 
 
 # -- the root -------------------------------------------------------------------------------
