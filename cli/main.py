@@ -10,6 +10,7 @@ Forms::
     megabus [flags] status            live view of nodes, status and logs
     megabus agent [flags]             the guest agent (2.8's miniccc)
     megabus lognode -dir D [flags]    write every node's log records to D/<node>.log
+    megabus schema                    the bus's subjects, messages and command table (JSON)
 
 Flags follow Go's ``flag`` package, as minimega's do: ``-x`` and ``--x`` are
 the same, values go as ``-x v`` or ``-x=v``, and parsing stops at the first
@@ -47,6 +48,7 @@ usage: megabus node [flags]                 run a node
        megabus agent [agent flags]          the guest agent (miniccc; -h for flags)
        megabus lognode -dir DIR [-max-bytes N] [-backups K] [flags]
                                             write each node's log records to DIR/<node>.log
+       megabus schema                       subjects, messages (JSON Schema) and commands
 
 client flags:
   -nats URL[,URL]   NATS servers (env MEGABUS_NATS; default: <base>/megabus.json,
@@ -98,6 +100,11 @@ def _dispatch(args: list[str]) -> int:
         from megabus.cli.lognode import run_lognode
 
         return run_lognode(args[1:])
+    if args and args[0] == "schema":
+        _no_args("schema", args[1:])
+        from megabus.cli.schema import run_schema
+
+        return run_schema()
     flags, rest = parse_flags(args, CLIENT_FLAGS)
     if flags.get("help"):
         sys.stdout.write(USAGE)
