@@ -335,6 +335,10 @@ class CommandSpec(msgspec.Struct, kw_only=True):
     kind: str = "simple"
 
 
+class SchemaRequest(Message, tag="megabus.schema.v1.request", kw_only=True):
+    """Asks a node for its :class:`Schema` (the node reads nothing of it: any payload will do)."""
+
+
 class Schema(Message, tag="megabus.schema.v1", kw_only=True):
     """Everything a program needs to use the bus without megabus's code.
 
@@ -384,6 +388,7 @@ __all__ = [
     "PipeWrite",
     "Response",
     "Schema",
+    "SchemaRequest",
     "StatusUpdate",
     "SubjectSpec",
     "VlanAliasEvent",

@@ -21,7 +21,7 @@ import msgspec
 
 from megabus.bus import cc_messages, messages
 from megabus.bus.codec import SCHEMA_HEADER
-from megabus.bus.messages import CommandSpec, Schema, SubjectSpec
+from megabus.bus.messages import CommandSpec, Schema, SchemaRequest, SubjectSpec
 from megabus.bus.security import NODE, OPERATOR, WATCHER
 from megabus.bus.stored import CcRecord, VlanAlias, VlanClaim, VlanRangeValue
 from megabus.bus.subjects import VERSION, Subjects
@@ -76,9 +76,9 @@ SUBJECTS: tuple[_Entry, ...] = (
         "request",
         "client -> node",
         (OPERATOR, NODE),
-        (),
+        (SchemaRequest,),
         (Schema,),
-        "This document, with the node's command table. Any payload.",
+        "This document, with the node's command table. The node reads no payload.",
     ),
     (
         "node_launch",
