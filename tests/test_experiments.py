@@ -1,0 +1,225 @@
+"""Experiments as files: ``megabus plan|up|down FILE`` (two LANs, a router and their guests)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from containers import alive
+from ovsfix import ovs, unique
+from procs import run
+from routerworld import router_images
+from solonode import Solo, solo_node
+
+from megabus.client import Client, CommandFailedError
+from megabus.client.experiments import ExperimentError, load, plan, up
+
+__all__ = ["ovs"]  # the fixture, used by name
+
+MEGABUS = str(Path(sys.executable).parent / "megabus")
+
+
+def lab(bridge: str, routerfs: Path, guests_b: int = 3) -> str:
+    return f"""\
+# two LANs, a router between them, guests that take their addresses from it
+name = "lab"
+bridge = "{bridge}"
+
+[vlans]
+lan1 = "auto"
+lan2 = "auto"
+
+[defaults]
+filesystem = "{routerfs}"
+
+[[vm]]
+name = "r0"
+config = {{ preinit = "{routerfs}/preinit" }}
+[vm.router]
+interfaces = {{ lan1 = "10.93.1.1/24", lan2 = "10.93.2.1/24" }}
+dhcp.lan1 = {{ range = ["10.93.1.100", "10.93.1.150"], router = "10.93.1.1" }}
+dhcp.lan2 = {{ range = ["10.93.2.100", "10.93.2.150"], router = "10.93.2.1" }}
+
+[[vm]]
+name = "a"
+count = 3
+net = ["lan1"]
+after = ["r0"]
+cc = ["exec dhclient -1 veth0"]
+
+[[vm]]
+name = "b"
+count = {guests_b}
+net = ["lan2"]
+after = ["r0"]
+cc = ["exec dhclient -1 veth0"]
+"""
+
+
+# -- bad files ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ('name = "x"\n\n[[vm]]\nname = "a"\nnett = ["lan"]\n', 5, "unknown field `nett`"),
+        (
+            '[[vm]]\nname = "a"\nnet = [\n  "lan1",\n  "lan2",\n]\n\n[vlans]\nlan1 = 5\nlan2 = 6\n',
+            4,
+            "VLAN 'lan1' is used before it is declared (line 9)",
+        ),
+        ('[vlans]\nlan1 = 5\n[[vm]]\nname = "a"\nnet = ["lan9"]\n', 5, "'lan9' is not declared"),
+        (
+            '[[vm]]\nname = "a"\nafter = ["b"]\n\n[[vm]]\nname = "b"\nafter = ["c"]\n\n'
+            '[[vm]]\nname = "c"\nafter = ["a"]\n',
+            11,  # where the cycle closes
+            "cycle in after: a -> b -> c -> a",
+        ),
+        ('[[vm]]\nname = "a"\ncount = "three"\n', 3, "Expected `int`, got `str`"),
+        ('[[vm]]\nname = "a"\n[[vm]]\nname = "a"\n', 4, "VM a is already declared at line 2"),
+        ("[vlans]\nlan1 = 5000\n", 2, "invalid VLAN 5000"),
+        ('name = "x"\n[[vm]\n', 2, "Expected ']]' at the end of an array declaration"),
+    ],
+)
+def test_a_bad_file_is_refused_with_its_line(
+    tmp_path: Path, text: str, line: int, message: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ExperimentError) as refused:
+        load(path)
+    assert refused.value.line == line, refused.value
+    assert message in str(refused.value)
+    assert str(refused.value).startswith(f"{path}:{line}: ")
+
+
+async def test_plan_prints_the_commands_and_a_bad_file_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "lab.toml"
+    path.write_text(lab("labbr", Path("/images/minirouterfs")))
+    code, out = await run(MEGABUS, "plan", str(path))
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0] == "namespace lab"
+    assert lines == ["namespace lab", *(s.line for s in plan(load(path)))]
+    assert "vm config net labbr,lan1 labbr,lan2" in lines
+    assert "router r0 dhcp 10.93.2.1 range 10.93.2.100 10.93.2.150" in lines
+    assert lines.index("vm start r0") < lines.index("vm start a0,a1,a2")
+    assert lines[-3:] == ["cc exec dhclient -1 veth0", "clear cc filter", "clear cc prefix"]
+    path.write_text(lab("labbr", Path("/x")).replace('net = ["lan2"]', 'net = ["lan3"]'))
+    code, out = await run(MEGABUS, "plan", str(path))
+    assert (code, out) == (1, f"megabus: {path}:30: VLAN 'lan3' is not declared in [vlans]\n")
+
+
+# -- a real experiment ----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def solo(tmp_path: Path) -> AsyncIterator[Solo]:
+    async with solo_node(tmp_path / "base") as s:
+        try:
+            yield s
+        finally:
+            await s.node.executor.run_line("clear all", "", _drop)  # type: ignore[union-attr]
+
+
+async def _drop(_batch: object) -> None:
+    return None
+
+
+async def address(mm: Client, vm: str, prefix: str, limit: float = 120.0) -> str:
+    """The guest's IPv4 address in ``prefix``, asked through cc until it has one."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while True:
+        await mm.cc_filter(f"name={vm}")
+        (cmd_id,) = (await mm.cc_exec(["ip", "-4", "-o", "addr", "show", "dev", "veth0"])).data
+        await mm.clear_cc_filter()
+        while loop.time() < deadline:
+            try:
+                files = (await mm.cc_responses(cmd_id)).cc_responses()
+            except CommandFailedError:  # no responses yet
+                files = []
+            if files:
+                break
+            await asyncio.sleep(0.5)
+        out = "".join(f.text for f in files if f.file == "stdout")
+        for word in out.split():
+            if word.startswith(prefix):
+                return word
+        assert loop.time() < deadline, f"{vm}: no address in {prefix}*: {out!r}"
+        await asyncio.sleep(1.0)
+
+
+@pytest.mark.usefixtures("ovs")
+@pytest.mark.timeout(600)
+async def test_two_lans_a_router_and_six_guests_up_edited_and_down(
+    solo: Solo, tmp_path: Path
+) -> None:
+    routerfs = router_images() / "minirouterfs"
+    bridge = unique("xlab")
+    path = tmp_path / "lab.toml"
+    path.write_text(lab(bridge, routerfs))
+    base = ["-base", str(solo.base)]
+
+    code, out = await run(MEGABUS, *base, "up", str(path), timeout=300)
+    assert code == 0, out
+    assert "] vm launch container a0,a1,a2" in out
+    assert out.splitlines()[-1] == "lab is up on solo: 7 launched, 0 killed, 0 unchanged"
+
+    async with await Client.connect(base=str(solo.base), namespace="lab", timeout=30) as mm:
+        vms = {r.name: r for r in (await mm.vm_info()).rows}
+        assert sorted(vms) == ["a0", "a1", "a2", "b0", "b1", "b2", "r0"]
+        assert {r.state for r in vms.values()} == {"RUNNING"}
+        # checked with cc exec: every guest has a lease from the router on its LAN
+        for name in ("a0", "a1", "a2"):
+            assert (await address(mm, name, "10.93.1.")).endswith("/24")
+        for name in ("b0", "b1", "b2"):
+            assert (await address(mm, name, "10.93.2.")).endswith("/24")
+        assert {r.alias for r in (await mm.vlans()).rows} == {"lan1", "lan2"}
+
+        # one more guest on lan2: only it is launched, the rest keep running untouched
+        path.write_text(lab(bridge, routerfs, guests_b=4))
+        async with mm.events("vm") as events:
+            code, out = await run(MEGABUS, *base, "up", str(path), timeout=300)
+            assert code == 0, out
+            assert out.splitlines()[-1] == "lab is up on solo: 1 launched, 0 killed, 7 unchanged"
+            first = await events.next(timeout=30)
+        assert (first.name, first.detail["action"]) == ("b3", "launch")
+        again = {r.name: r for r in (await mm.vm_info()).rows}
+        assert sorted(again) == ["a0", "a1", "a2", "b0", "b1", "b2", "b3", "r0"]
+        assert all(again[n].uuid == vms[n].uuid for n in vms)
+        assert (await address(mm, "b3", "10.93.2.")).endswith("/24")
+        # up with nothing changed does nothing
+        report = await up(mm, load(path))
+        assert (report.launched, report.killed, report.steps) == ([], [], 0)
+        pids = [int(r.pid) for r in again.values()]
+
+        code, out = await run(MEGABUS, *base, "down", str(path))
+        assert code == 0, out
+        assert out.splitlines()[-1] == "lab is down on solo"
+        # nothing left: no namespace, no VMs, no processes, no VLANs, no bridge
+        root = await Client.connect(base=str(solo.base))
+        try:
+            assert "lab" not in {r.get("namespace") for r in (await root.run("namespace")).rows}
+            assert bridge not in {r.get("bridge") for r in (await root.bridge()).rows}
+            assert (await mm.vm_info()).rows == []
+            assert (await mm.vlans()).rows == []
+        finally:
+            await root.close()
+        assert not [pid for pid in pids if alive(pid)]
+        # down again: already down, no error
+        code, out = await run(MEGABUS, *base, "down", str(path))
+        assert code == 0, out
+
+
+def test_the_readme_experiment_file_is_a_valid_experiment(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    text = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "lab.toml"
+    path.write_text(text)
+    lines = [step.line for step in plan(load(path))]
+    assert "router r0 route static 0.0.0.0/0 10.0.2.254" in lines
+    assert lines[-1] == "clear cc prefix"
