@@ -43,6 +43,7 @@ from megabus.bus.security import (
     local_credentials,
     read_credentials,
 )
+from megabus.bus.subjects import bounded_token
 from megabus.client._methods import Method, build_methods
 from megabus.client._results import CommandFailedError, Result, reply_of
 
@@ -184,7 +185,7 @@ class Client:
         nats: str | Sequence[str] | None = None,
         node: str | None = None,
         *,
-        base: str = DEFAULT_BASE,
+        base: str | None = None,
         prefix: str | None = None,
         credentials: Credentials | str | None = None,
         tls: TlsFiles | None = None,
@@ -196,8 +197,8 @@ class Client:
         """Connect to a node and learn its commands.
 
         Without arguments it finds the local node as ``megabus -e`` does:
-        ``<base>/megabus.json`` names the server, the node, the prefix and
-        the operator's credentials file.
+        ``<base>/megabus.json`` (base: ``$MEGABUS_BASE`` or ``/tmp/megabus``)
+        names the server, the node, the prefix and the operator's credentials file.
 
         Args:
             nats: server URL(s); default ``$MEGABUS_NATS``, the local node's, or localhost.
@@ -209,7 +210,8 @@ class Client:
             BusConnectError: no server answered (AuthorizationError: refused).
             NoRespondersError: no node of that name serves its schema.
         """
-        info = _local_info(os.environ.get("MEGABUS_BASE", base))
+        base = base or os.environ.get("MEGABUS_BASE") or DEFAULT_BASE
+        info = _local_info(base)
         chosen = nats or os.environ.get("MEGABUS_NATS", "")
         urls_text = chosen if isinstance(chosen, str) else ",".join(chosen)
         local = bool(info) and (not urls_text or urls_text == info.get("nats_url"))
@@ -313,8 +315,8 @@ class Client:
         """VM (``vm``) and cc client (``cc``) lifecycle events, of one namespace or all."""
         ns = self.namespace_name if namespace is None else namespace
         root = self.bus.subjects.root
-        ns_token = self.bus.subjects.event(ns, "x").split(".")[-2] if ns else "*"
-        kind_token = "*" if kind == "*" else self.bus.subjects.event("x", kind).split(".")[-1]
+        ns_token = bounded_token(ns, "namespace") if ns else "*"
+        kind_token = "*" if kind == "*" else bounded_token(kind, "event kind")
         return Subscription(self.bus, f"{root}.event.{ns_token}.{kind_token}", Event)
 
     def heartbeats(self) -> Subscription[Heartbeat]:

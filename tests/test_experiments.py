@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from containers import alive
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from ovsfix import ovs, unique
 from procs import run
 from routerworld import router_images
@@ -223,3 +225,33 @@ def test_the_readme_experiment_file_is_a_valid_experiment(tmp_path: Path) -> Non
     lines = [step.line for step in plan(load(path))]
     assert "router r0 route static 0.0.0.0/0 10.0.2.254" in lines
     assert lines[-1] == "clear cc prefix"
+
+
+async def test_a_command_the_node_refuses_is_reported_at_its_line(
+    solo: Solo, tmp_path: Path
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        'name = "oops"\n\n[[vm]]\nname = "k"\ntype = "kvm"\nconfig = { vcpus = "many" }\n'
+    )
+    code, out = await run(MEGABUS, "-base", str(solo.base), "up", str(path))
+    assert code == 1, out
+    assert f"megabus: {path}:6: vm config vcpus many: solo: " in out
+    # nothing was launched, and the node goes on
+    async with await Client.connect(base=str(solo.base), namespace="oops") as mm:
+        assert (await mm.vm_info()).rows == []
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.text(alphabet=st.sampled_from(list('[]{}=",.#\'\n abvm0123lan_-"""')), max_size=200))
+def test_any_text_is_an_experiment_or_a_clear_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "fuzz.toml"
+    path.write_text(text)
+    error = ""
+    try:
+        load(path)
+    except ExperimentError as err:  # the one error a file may give
+        error = str(err)
+    assert error == "" or error.startswith(f"{path}:")
