@@ -14,6 +14,7 @@ from typing import Any, get_args
 import pytest
 from ccworld import stop, wait_for
 from natsd import free_port
+from procs import run
 from solonode import Solo, solo_node
 
 from megabus.bus.errors import NoRespondersError
@@ -222,3 +223,21 @@ async def test_the_sync_client_needs_no_event_loop(solo: Solo) -> None:
     assert version.startswith("megabus ")
     assert rows == ["synced"]
     assert failed == "solo: alias already in use"
+
+
+PROGRAM = """
+import asyncio, sys
+from megabus.client import Client
+
+async def main():
+    async with await Client.connect(base=sys.argv[1]) as mm:
+        print([vm.name for vm in (await mm.vm_info()).rows])
+
+asyncio.run(main())
+"""
+
+
+async def test_a_program_using_the_client_prints_only_what_it_prints(solo: Solo) -> None:
+    # no "disconnected" warning on a close the program asked for
+    code, out = await run(sys.executable, "-c", PROGRAM, str(solo.base))
+    assert (code, out) == (0, "[]\n")
