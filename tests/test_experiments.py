@@ -255,3 +255,37 @@ def test_any_text_is_an_experiment_or_a_clear_error(tmp_path: Path, text: str) -
     except ExperimentError as err:  # the one error a file may give
         error = str(err)
     assert error == "" or error.startswith(f"{path}:")
+
+
+async def test_up_relaunches_what_changed_and_kills_what_went(solo: Solo, tmp_path: Path) -> None:
+    path = tmp_path / "kvm.toml"
+
+    def write(memory: int, extra: bool) -> None:
+        text = f'[[vm]]\nname = "k"\ntype = "kvm"\ncount = 2\nconfig = {{ memory = {memory} }}\n'
+        if extra:
+            text += '\n[[vm]]\nname = "j"\ntype = "kvm"\nconfig = { memory = 128 }\n'
+        path.write_text(text)
+
+    async with await Client.connect(base=str(solo.base), namespace="kvm") as mm:
+        write(128, extra=False)
+        first = await up(mm, load(path))
+        assert (first.launched, first.killed, first.kept) == (["k0", "k1"], [], [])
+        before = {r.name: r.uuid for r in (await mm.vm_info()).rows}
+
+        write(256, extra=True)  # k changed, j is new
+        second = await up(mm, load(path))
+        assert (second.launched, second.killed, second.kept) == (
+            ["k0", "k1", "j"],
+            ["k0", "k1"],
+            [],
+        )
+        rows = {r.name: r for r in (await mm.vm_info()).rows}
+        assert sorted(rows) == ["j", "k0", "k1"]
+        assert {r.memory for r in rows.values()} == {"256", "128"}
+        assert rows["k0"].uuid != before["k0"]
+        assert {r.state for r in rows.values()} == {"RUNNING"}
+
+        write(256, extra=False)  # j went away
+        third = await up(mm, load(path))
+        assert (third.launched, third.killed, third.kept) == ([], ["j"], ["k0", "k1"])
+        assert sorted(r.name for r in (await mm.vm_info()).rows) == ["k0", "k1"]

@@ -75,7 +75,6 @@ async def up(client: Client, loaded: Loaded, progress: Progress = lambda _: None
                 f"VLAN {alias} is {vlans[alias]} on node {client.node}, the file says {vlan}: "
                 "take the experiment down first",
             )
-    wanted = {name: vm for vm in exp.vm for name in vm.names()}
     fresh: dict[str, list[str]] = {}
     kept: list[str] = []
     for vm in exp.vm:
@@ -87,8 +86,11 @@ async def up(client: Client, loaded: Loaded, progress: Progress = lambda _: None
             else:
                 fresh.setdefault(vm.name, []).append(name)
     stale = sorted(n for n in applied if n not in kept)
+    # a VM's start-up cc commands go with it, or a relaunched VM would run them twice
+    prefixes = {r.get("prefix") for r in (await client.namespace(exp.name).cc_commands()).rows}
+    with_cc = [n for n in stale if compile_.cc_prefix(loaded, n) in prefixes]
     steps = compile_.setup(loaded, vlans)
-    steps += compile_.remove(loaded, stale, [n for n in stale if n in applied])
+    steps += compile_.remove(loaded, stale, with_cc)
     groups = [vm for vm in exp.vm if vm.name in fresh]
     for vm in groups:
         steps += compile_.launch(loaded, vm, fresh[vm.name])
@@ -102,9 +104,7 @@ async def up(client: Client, loaded: Loaded, progress: Progress = lambda _: None
                 steps += compile_.cc(loaded, vm, fresh[vm.name])
     await _run(client, loaded, steps, progress)
     launched = [n for vm in groups for n in fresh[vm.name]]
-    return Report(
-        launched, [n for n in stale if n not in wanted or n in launched], kept, len(steps)
-    )
+    return Report(launched, stale, kept, len(steps))
 
 
 async def down(client: Client, loaded: Loaded, progress: Progress = lambda _: None) -> int:
