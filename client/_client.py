@@ -22,6 +22,7 @@ from nats.aio.subscription import Subscription as NatsSubscription
 from megabus.bus.codec import decode
 from megabus.bus.connection import Bus
 from megabus.bus.errors import (
+    BusConnectError,
     BusDecodeError,
     BusTimeoutError,
     NoRespondersError,
@@ -119,7 +120,7 @@ class Subscription(Generic[T]):
     async def __anext__(self) -> T:
         try:
             return await self.next(timeout=None)
-        except nats.errors.ConnectionClosedError:
+        except BusConnectError:
             raise StopAsyncIteration from None
 
     async def next(self, timeout: float | None = DEFAULT_TIMEOUT) -> T:  # noqa: ASYNC109
@@ -127,12 +128,18 @@ class Subscription(Generic[T]):
 
         Raises:
             BusTimeoutError: nothing came within ``timeout`` seconds.
+            BusConnectError: the connection is closed.
         """
-        await self.__aenter__()
+        try:
+            await self.__aenter__()
+        except nats.errors.ConnectionClosedError:
+            raise BusConnectError("the bus connection is closed") from None
         assert self._sub is not None
         while True:
             try:
                 msg = await self._sub.next_msg(timeout=timeout)
+            except nats.errors.ConnectionClosedError:
+                raise BusConnectError("the bus connection is closed") from None
             except nats.errors.TimeoutError:
                 raise BusTimeoutError(f"nothing on {self.subject} within {timeout:g}s") from None
             try:
