@@ -10,7 +10,8 @@ Forms::
     megabus [flags] status            live view of nodes, status and logs
     megabus agent [flags]             the guest agent (2.8's miniccc)
     megabus lognode -dir D [flags]    write every node's log records to D/<node>.log
-    megabus schema                    the bus's subjects, messages and command table (JSON)
+    megabus schema [-pyi]             the bus's subjects, messages and command table (JSON),
+                                      or the client's methods as a typing stub
     megabus plan|up|down FILE         an experiment file: its commands, brought up, taken down
 
 Flags follow Go's ``flag`` package, as minimega's do: ``-x`` and ``--x`` are
@@ -49,7 +50,8 @@ usage: megabus node [flags]                 run a node
        megabus agent [agent flags]          the guest agent (miniccc; -h for flags)
        megabus lognode -dir DIR [-max-bytes N] [-backups K] [flags]
                                             write each node's log records to DIR/<node>.log
-       megabus schema                       subjects, messages (JSON Schema) and commands
+       megabus schema [-pyi]                subjects, messages (JSON Schema) and commands
+                                            (-pyi: megabus.client's methods as a typing stub)
        megabus plan FILE                    an experiment file's commands (no node needed)
        megabus [flags] up FILE              bring an experiment up (again: only what changed)
        megabus [flags] down FILE            take an experiment down
@@ -105,10 +107,12 @@ def _dispatch(args: list[str]) -> int:
 
         return run_lognode(args[1:])
     if args and args[0] == "schema":
-        _no_args("schema", args[1:])
+        pyi = args[1:] in (["-pyi"], ["--pyi"])
+        if not pyi:
+            _no_args("schema", args[1:])
         from megabus.cli.schema import run_schema
 
-        return run_schema()
+        return run_schema(pyi)
     flags, rest = parse_flags(args, CLIENT_FLAGS)
     if flags.get("help"):
         sys.stdout.write(USAGE)

@@ -3,7 +3,8 @@
 The document (:mod:`megabus.bus.schema`) holds every subject with its
 direction and the JSON Schema of its messages, versioned, and the command
 table of a node with every family this installation has. A running node
-serves the same document on ``<prefix>.v1.node.<node>.schema``.
+serves the same document on ``<prefix>.v1.node.<node>.schema``. With
+``-pyi`` it prints the typed client's methods as a typing stub instead.
 """
 
 from __future__ import annotations
@@ -13,15 +14,20 @@ import sys
 
 import msgspec
 
+from megabus.client import build_methods, stub
 from megabus.handlers.main import version
 from megabus.handlers.node.table import node_schema
 
 
-def run_schema() -> int:
-    """Print the schema; returns the exit status."""
-    doc = msgspec.to_builtins(node_schema(version()))
+def run_schema(pyi: bool = False) -> int:
+    """Print the schema (or, with ``pyi``, the client's methods as a typing stub)."""
+    schema = node_schema(version())
+    if pyi:
+        text = stub(build_methods(schema.commands))
+    else:
+        text = json.dumps(msgspec.to_builtins(schema), indent=2) + "\n"
     try:
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.write(text)
         sys.stdout.flush()
     except BrokenPipeError:
         pass

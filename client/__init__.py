@@ -23,12 +23,14 @@ Modules:
     _results: typed replies and rows, cc responses, :class:`CommandFailedError`.
     _client: :class:`Client` and :class:`Subscription`.
     _sync: :class:`SyncClient`.
+    _stub: the methods as a typing stub (``megabus schema -pyi``).
 """
 
 from megabus.bus.messages import Event, Heartbeat, LogRecord, StatusUpdate, VlanAliasEvent
 from megabus.client._client import Client, Command, Subscription
 from megabus.client._methods import ArgumentError, Method, build_methods, quote
 from megabus.client._results import CcResponse, CommandFailedError, Reply, Result, Row
+from megabus.client._stub import stub
 from megabus.client._sync import SyncClient, SyncCommand, SyncSubscription
 
 __all__ = [
@@ -52,4 +54,5 @@ __all__ = [
     "VlanAliasEvent",
     "build_methods",
     "quote",
+    "stub",
 ]

@@ -252,3 +252,48 @@ async def test_an_event_stream_ends_when_the_client_closes(solo: Solo) -> None:
     async with events:
         await mm.close()
         assert [e async for e in events] == []
+
+
+REPO = Path(__file__).resolve().parent.parent
+TYPED_PROGRAM = """\
+from typing import cast
+
+from megabus.client import Client
+from megabus_node import Node
+
+
+async def good() -> None:
+    mm = cast(Node, await Client.connect())
+    await mm.vlans_add("lan", 101)
+    await mm.vm_info()
+    print((await mm.vm_info("summary")).rows[0].get("name"))
+
+
+async def bad() -> None:
+    mm = cast(Node, await Client.connect())
+    await mm.vm_info("sum")
+    await mm.vlans_add("lan")
+"""
+
+
+async def test_the_typing_stub_lets_mypy_check_calls(tmp_path: Path) -> None:
+    # mypy sees the packages through a tree of symlinks, as ops/test.sh does
+    repo = REPO
+    (tmp_path / "megabus").mkdir()
+    for root in ("bus", "handlers", "cli", "client", "config"):
+        (tmp_path / "megabus" / root).symlink_to(repo / root)
+    megabus = str(Path(sys.executable).parent / "megabus")
+    code, text = await run(megabus, "schema", "-pyi")
+    assert code == 0, text
+    (tmp_path / "megabus_node.pyi").write_text(text)
+    (tmp_path / "prog.py").write_text(TYPED_PROGRAM)
+    mypy = str(Path(sys.executable).parent / "mypy")
+    code, out = await run(
+        mypy, "--strict", "--no-incremental", "--config-file", str(repo / "pyproject.toml"),
+        str(tmp_path / "prog.py"), str(tmp_path / "megabus_node.pyi"), cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 1, out
+    errors = [line.split(": error: ")[0] for line in out.splitlines() if ": error: " in line]
+    assert [e.rsplit(":", 1)[-1] for e in errors] == ["16", "17"], out  # bad(), only
+    assert "expected \"Literal['summary'] | None\"" in out
+    assert 'Missing positional argument "vlan" in call to "vlans_add"' in out
