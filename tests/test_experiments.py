@@ -261,7 +261,8 @@ async def test_up_relaunches_what_changed_and_kills_what_went(solo: Solo, tmp_pa
     path = tmp_path / "kvm.toml"
 
     def write(memory: int, extra: bool) -> None:
-        text = f'[[vm]]\nname = "k"\ntype = "kvm"\ncount = 2\nconfig = {{ memory = {memory} }}\n'
+        text = 'hosts = ["solo"]\n\n'
+        text += f'[[vm]]\nname = "k"\ntype = "kvm"\ncount = 2\nconfig = {{ memory = {memory} }}\n'
         if extra:
             text += '\n[[vm]]\nname = "j"\ntype = "kvm"\nconfig = { memory = 128 }\n'
         path.write_text(text)
@@ -270,6 +271,7 @@ async def test_up_relaunches_what_changed_and_kills_what_went(solo: Solo, tmp_pa
         write(128, extra=False)
         first = await up(mm, load(path))
         assert (first.launched, first.killed, first.kept) == (["k0", "k1"], [], [])
+        assert (await mm.ns_hosts()).text == "solo"
         before = {r.name: r.uuid for r in (await mm.vm_info()).rows}
 
         write(256, extra=True)  # k changed, j is new
@@ -289,3 +291,9 @@ async def test_up_relaunches_what_changed_and_kills_what_went(solo: Solo, tmp_pa
         third = await up(mm, load(path))
         assert (third.launched, third.killed, third.kept) == ([], ["j"], ["k0", "k1"])
         assert sorted(r.name for r in (await mm.vm_info()).rows) == ["k0", "k1"]
+
+        # a host the cluster does not have: refused at the file's line, nothing changed
+        path.write_text(path.read_text().replace('["solo"]', '["solo", "nohost"]'))
+        with pytest.raises(ExperimentError, match=r":1: ns add-hosts solo,nohost: solo: unknown"):
+            await up(mm, load(path))
+        assert (await mm.ns_hosts()).text == "solo"

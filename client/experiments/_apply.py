@@ -19,6 +19,7 @@ from megabus.client._results import CommandFailedError
 from megabus.client.experiments import _compile as compile_
 from megabus.client.experiments._compile import TAG, Step
 from megabus.client.experiments._model import Loaded, start_order
+from megabus.handlers.language.ranges import expand
 
 #: Told each command as it starts (``[3/12] vm launch container a[0-2]``).
 Progress = Callable[[str], None]
@@ -89,7 +90,11 @@ async def up(client: Client, loaded: Loaded, progress: Progress = lambda _: None
     # a VM's start-up cc commands go with it, or a relaunched VM would run them twice
     prefixes = {r.get("prefix") for r in (await client.namespace(exp.name).cc_commands()).rows}
     with_cc = [n for n in stale if compile_.cc_prefix(loaded, n) in prefixes]
-    steps = compile_.setup(loaded, vlans)
+    hosts: list[str] = []
+    if exp.hosts:
+        now = (await client.namespace(exp.name).ns_hosts()).text.strip()
+        hosts = expand(now) if now else []
+    steps = compile_.setup(loaded, vlans, hosts)
     steps += compile_.remove(loaded, stale, with_cc)
     groups = [vm for vm in exp.vm if vm.name in fresh]
     for vm in groups:

@@ -41,12 +41,19 @@ def cc_prefix(loaded: Loaded, name: str) -> str:
     return f"{loaded.experiment.name}-{name}"
 
 
-def setup(loaded: Loaded, have: dict[str, str] | None = None) -> list[Step]:
-    """Hosts and pinned VLANs (those not already as ``have`` says)."""
+def setup(
+    loaded: Loaded, have: dict[str, str] | None = None, hosts: list[str] | None = None
+) -> list[Step]:
+    """Hosts and pinned VLANs: the namespace's hosts become the file's (``hosts``: those it
+    has now), pinned VLANs not already as ``have`` says are added."""
     exp = loaded.experiment
     out = []
     if exp.hosts:
+        # adding first: an unknown host fails before anything changed
         out.append(Step(f"ns add-hosts {_target(exp.hosts)}", ("hosts",)))
+        extra = sorted(set(hosts or ()) - set(exp.hosts))
+        if extra:
+            out.append(Step(f"ns del-hosts {_target(extra)}", ("hosts",)))
     for alias, vlan in exp.vlans.items():
         if isinstance(vlan, int) and (have or {}).get(alias) != str(vlan):
             out.append(Step(f"vlans add {quote(alias)} {vlan}", ("vlans", alias)))

@@ -4,7 +4,7 @@
 
     name = "lab"                      # the namespace the experiment lives in (default: file name)
     bridge = "labbr"                  # Open vSwitch bridge of its NICs (default: the node's)
-    hosts = ["n1"]                    # ns add-hosts
+    hosts = ["n1"]                    # the namespace's hosts (default: the node's choice)
 
     [vlans]                           # VLAN aliases, declared before use: a number, or "auto"
     lan1 = "auto"
