@@ -243,10 +243,15 @@ class Client:
         bus = await Bus.connect(
             urls, name=name, prefix=prefix, timeout=timeout, credentials=credentials, tls=tls
         )
+        subject = bus.subjects.node_schema(node)
         try:
-            schema = await bus.request(
-                bus.subjects.node_schema(node), SchemaRequest(), Schema, timeout
-            )
+            schema = await bus.request(subject, SchemaRequest(), Schema, timeout)
+        except NoRespondersError:
+            await bus.close()
+            raise NoRespondersError(
+                f"node {node} does not answer on {subject}: not running under prefix "
+                f"{prefix}, or older than this client"
+            ) from None
         except BaseException:
             await bus.close()
             raise

@@ -172,7 +172,9 @@ async def test_typed_rows_errors_and_events(mm: Client, solo: Solo) -> None:
     # a method the node lacks is no method at all
     with pytest.raises(AttributeError, match="node solo has no command 'no_such_thing'"):
         _ = mm.no_such_thing
-    with pytest.raises(NoRespondersError):
+    with pytest.raises(
+        NoRespondersError, match=r"node nobody does not answer on mb\.v1\.node\.nobody\.schema"
+    ):
         await Client.connect(solo.url, "nobody", credentials=str(solo.operator), timeout=2)
 
 
