@@ -213,21 +213,27 @@ async def test_cc_responses_come_back_typed(mm: Client, solo: Solo, tmp_path: Pa
         await stop(agent)
 
 
-def _sync_session(base: str) -> tuple[str, list[str], str]:
+def _sync_session(base: str) -> tuple[str, list[str], str, list[str]]:
     with SyncClient.connect(base=base) as mm:
         version = mm.version().text
         mm.vlans_add("synced", 320)
         rows = [r.alias for r in mm.vlans().rows]
         with pytest.raises(CommandFailedError) as failed:
             mm.vlans_add("synced", 321)
-        return version, rows, str(failed.value)
+        with mm.events("vm") as events:
+            mm.vm_launch_kvm("s1")
+            seen = events.next(30)
+            mm.vm_kill("s1")
+            mm.vm_flush()
+        return version, rows, str(failed.value), [seen.name, seen.detail["action"]]
 
 
 async def test_the_sync_client_needs_no_event_loop(solo: Solo) -> None:
-    version, rows, failed = await asyncio.to_thread(_sync_session, str(solo.base))
+    version, rows, failed, seen = await asyncio.to_thread(_sync_session, str(solo.base))
     assert version.startswith("megabus ")
     assert rows == ["synced"]
     assert failed == "solo: alias already in use"
+    assert seen == ["s1", "launch"]
 
 
 PROGRAM = """
