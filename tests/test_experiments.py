@@ -297,3 +297,46 @@ async def test_up_relaunches_what_changed_and_kills_what_went(solo: Solo, tmp_pa
         with pytest.raises(ExperimentError, match=r":1: ns add-hosts solo,nohost: solo: unknown"):
             await up(mm, load(path))
         assert (await mm.ns_hosts()).text == "solo"
+
+
+ROUTER = """\
+name = "rt"
+
+[vlans]
+inside = 2701
+outside = "auto"
+
+[[vm]]
+name = "gw"
+type = "kvm"
+config = { memory = 128 }
+[vm.router]
+interfaces = { inside = "10.94.1.1/24", outside = "10.94.2.1/24" }
+routes = [{ network = "10.95.0.0/16", next_hop = "10.94.2.254" }]
+dns = { "10.94.1.53" = "ns.lab" }
+fw = ["default drop", "accept in 0 10.94.1.0/24 22 tcp"]
+[vm.router.dhcp.inside]
+range = ["10.94.1.10", "10.94.1.20"]
+router = "10.94.1.1"
+dns = "10.94.1.1"
+static = { "00:11:22:33:44:55" = "10.94.1.5" }
+"""
+
+
+async def test_a_router_s_whole_config_is_accepted_by_the_node(solo: Solo, tmp_path: Path) -> None:
+    path = tmp_path / "rt.toml"
+    path.write_text(ROUTER)
+    async with await Client.connect(base=str(solo.base), namespace="rt") as mm:
+        report = await up(mm, load(path))
+        assert report.launched == ["gw"]
+        summary = (await mm.router("gw")).text
+    for part in (
+        "10.94.1.1/24",
+        "10.94.2.1/24",
+        "10.94.1.10",
+        "00:11:22:33:44:55",
+        "10.95.0.0/16",
+        "ns.lab",
+        "10.94.1.0/24",
+    ):
+        assert part in summary, (part, summary)
