@@ -253,6 +253,9 @@ def build_methods(commands: Sequence[CommandSpec]) -> dict[str, Method]:
         method.args = _merge_args(method.variants)
         # most arguments first (stable, so table order breaks ties)
         method.variants.sort(key=lambda v: -len(v.args))
+        # pyapigen's docstring: the variants, then the handler's help
+        variants = "".join(f"\n    {v.pattern}" for v in method.variants)
+        method.doc = f"Variants:{variants}\n\n{method.doc}"
     return methods
 
 

@@ -65,6 +65,7 @@ def test_methods_are_named_and_merged_as_pyapigen_did() -> None:
     vlans_range = methods["vlans_range"]
     assert [v.pattern for v in vlans_range.variants] == ["vlans range <min> <max>", "vlans range"]
     assert str(vlans_range.signature()).startswith("(min: str | int | float | None = None")
+    assert vlans_range.doc.startswith("Variants:\n    vlans range <min> <max>\n    vlans range\n\n")
     info = methods["vm_info"].signature().parameters["summary"]
     assert get_args(get_args(info.annotation)[0]) == ("summary",)
     # 2.8's #1491: a zero is an argument like any other
