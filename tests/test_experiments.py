@@ -340,3 +340,18 @@ async def test_a_router_s_whole_config_is_accepted_by_the_node(solo: Solo, tmp_p
         "10.94.1.0/24",
     ):
         assert part in summary, (part, summary)
+
+
+async def test_up_leaves_a_vm_it_did_not_launch_alone(solo: Solo, tmp_path: Path) -> None:
+    path = tmp_path / "own.toml"
+    path.write_text('[[vm]]\nname = "mine"\ntype = "kvm"\nconfig = { memory = 128 }\n')
+    async with await Client.connect(base=str(solo.base), namespace="own") as mm:
+        await mm.vm_config_memory(128)
+        await mm.vm_launch_kvm("theirs")
+        report = await up(mm, load(path))
+        assert (report.launched, report.killed) == (["mine"], [])
+        await mm.vm_kill("mine")  # dead: up launches it again, after a flush
+        again = await up(mm, load(path))
+        assert (again.launched, again.killed) == (["mine"], ["mine"])
+        states = {r.name: r.state for r in (await mm.vm_info()).rows}
+        assert states == {"mine": "RUNNING", "theirs": "BUILDING"}

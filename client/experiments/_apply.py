@@ -4,7 +4,8 @@ What was applied is recorded on the node itself: every VM carries the
 digest of the spec it was launched from in its ``mb-experiment`` tag. ``up``
 reads the namespace's VMs, keeps those whose digest still matches, launches
 what is new, and kills (then relaunches) what changed or went away, so the
-record can never disagree with what runs.
+record can never disagree with what runs. A VM of the namespace without the
+tag is not the experiment's: it is left alone unless the file needs its name.
 """
 
 from __future__ import annotations
@@ -86,7 +87,11 @@ async def up(client: Client, loaded: Loaded, progress: Progress = lambda _: None
                 kept.append(name)
             else:
                 fresh.setdefault(vm.name, []).append(name)
-    stale = sorted(n for n in applied if n not in kept)
+    wanted = {name for vm in exp.vm for name in vm.names()}
+    # ours (tagged) that changed or went, and any other the file needs the name of;
+    # a VM someone else launched in the namespace under another name is left alone
+    stale = sorted(n for n, (tag, _) in applied.items() if n not in kept and (tag or n in wanted))
+    running = [n for n in stale if applied[n][1] not in _DEAD]
     # a VM's start-up cc commands go with it, or a relaunched VM would run them twice
     prefixes = {r.get("prefix") for r in (await client.namespace(exp.name).cc_commands()).rows}
     with_cc = [n for n in stale if compile_.cc_prefix(loaded, n) in prefixes]
@@ -95,7 +100,7 @@ async def up(client: Client, loaded: Loaded, progress: Progress = lambda _: None
         now = (await client.namespace(exp.name).ns_hosts()).text.strip()
         hosts = expand(now) if now else []
     steps = compile_.setup(loaded, vlans, hosts)
-    steps += compile_.remove(loaded, stale, with_cc)
+    steps += compile_.remove(loaded, running, with_cc, flush=bool(stale))
     groups = [vm for vm in exp.vm if vm.name in fresh]
     for vm in groups:
         steps += compile_.launch(loaded, vm, fresh[vm.name])

@@ -137,13 +137,13 @@ def cc(loaded: Loaded, vm: VmSpec, names: list[str]) -> list[Step]:
     return out
 
 
-def remove(loaded: Loaded, names: list[str], with_cc: list[str]) -> list[Step]:
-    """Kill ``names`` (and forget the cc commands of ``with_cc``), then flush."""
-    if not names:
-        return []
+def remove(loaded: Loaded, kill: list[str], with_cc: list[str], *, flush: bool) -> list[Step]:
+    """Forget the cc commands of ``with_cc``, kill ``kill``, flush (the dead ones too)."""
     out = [Step(f"cc delete command {quote(cc_prefix(loaded, name))}", ()) for name in with_cc]
-    out.append(Step(f"vm kill {_target(names)}", ()))
-    out.append(Step("vm flush", ()))
+    if kill:
+        out.append(Step(f"vm kill {_target(kill)}", ()))
+    if flush or kill:
+        out.append(Step("vm flush", ()))
     return out
 
 
