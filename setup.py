@@ -8,7 +8,7 @@ list is computed so that a new subpackage can never be left out of the wheel.
 
 from setuptools import find_packages, setup
 
-ROOTS = ("bus", "handlers", "agent", "router", "cli", "config")
+ROOTS = ("bus", "handlers", "agent", "router", "cli", "client", "config")
 package_dir = {f"megabus.{root}": root for root in ROOTS}
 packages = [
     f"megabus.{root}{'.' + sub if sub else ''}"

@@ -100,6 +100,8 @@ class Bus:
         self.subjects = Subjects(prefix)
         self.node = name
         self.user = ""
+        #: :meth:`close` has begun.
+        self.closing = False
         # Requests waiting for replies, by the subjects the server may refuse
         # them (the request subject, the reply inbox): a refusal wakes them.
         self._waiting: dict[str, set[asyncio.Queue[Msg | BusError]]] = {}
@@ -177,7 +179,9 @@ class Bus:
                     )
 
         async def on_disconnect() -> None:
-            if connected:
+            # A close we asked for is no news: a program using the client would
+            # see the warning on stderr (logging's last-resort handler) each time.
+            if connected and not (bus is not None and bus.closing):
                 logger.warning("nats %s: disconnected", name)
 
         async def on_reconnect() -> None:
@@ -403,6 +407,7 @@ class Bus:
         """
         if self.nc.is_closed:
             return
+        self.closing = True
         try:
             await self.nc.drain()
         except (nats.errors.Error, TimeoutError) as err:

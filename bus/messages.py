@@ -298,10 +298,77 @@ class PipeChunk(Message, tag="megabus.pipe.v1.chunk", kw_only=True):
 PipeMessage = PipeData | PipeReadersQuery | PipeReaders | PipeVia | PipeWrite | PipeChunk
 
 
+# --- the published schema (``megabus schema``, ``mb.v1.node.<node>.schema``) ------------
+
+
+class SubjectSpec(msgspec.Struct, kw_only=True):
+    """One subject of the bus, as a program outside megabus needs to know it."""
+
+    #: Short name (the :class:`~megabus.bus.subjects.Subjects` method that builds it).
+    name: str
+    #: The subject with ``{placeholders}``: ``{prefix}.v1.node.{node}.cmd``. Each
+    #: placeholder is one token, encoded as the schema's ``token_encoding`` says.
+    subject: str
+    #: ``request`` (request-reply), ``publish`` (one way) or ``stream`` (JetStream records).
+    kind: str
+    #: Who sends and who receives, e.g. ``client -> node``.
+    direction: str
+    #: Names (keys of the schema's ``messages``) of what is sent on the subject.
+    messages: list[str]
+    #: Names of the replies of a ``request`` subject.
+    replies: list[str] = []
+    #: Roles allowed to send (publish or request) on it.
+    senders: list[str] = []
+    doc: str = ""
+
+
+class CommandSpec(msgspec.Struct, kw_only=True):
+    """One handler of the node's command table (2.8's ``minimega -cli`` entry)."""
+
+    #: minicli patterns, e.g. ``vlans <add,> <alias> <vlan>``.
+    patterns: list[str]
+    #: The command family (module of ``handlers/commands``) that serves it.
+    family: str
+    short: str
+    long: str = ""
+    #: ``simple``, ``broadcast`` or ``vmtarget``.
+    kind: str = "simple"
+
+
+class SchemaRequest(Message, tag="megabus.schema.v1.request", kw_only=True):
+    """Asks a node for its :class:`Schema` (the node reads nothing of it: any payload will do)."""
+
+
+class Schema(Message, tag="megabus.schema.v1", kw_only=True):
+    """Everything a program needs to use the bus without megabus's code.
+
+    ``schema_version`` grows when a field is added (a minor change); a new
+    major version is a new tag and a new subject version.
+    """
+
+    schema_version: int
+    #: The subject version, the ``v1`` of ``mb.v1....``.
+    subject_version: str
+    #: The megabus version that produced it.
+    megabus: str
+    #: How a name becomes one subject token.
+    token_encoding: str
+    #: The header that repeats a message's ``type`` tag.
+    schema_header: str
+    subjects: list[SubjectSpec]
+    #: JSON Schema of each message, by name; ``$ref`` point at ``#/messages/<name>``.
+    messages: dict[str, Any]
+    #: The node's command table (empty in a schema made without a node's commands).
+    commands: list[CommandSpec] = []
+    #: The node that served it (empty when printed by ``megabus schema``).
+    node: str = ""
+
+
 __all__ = [
     "PIPE_ALL_READERS",
     "CommandReply",
     "CommandRequest",
+    "CommandSpec",
     "CommandStream",
     "CommandWorking",
     "ErrorReply",
@@ -320,6 +387,9 @@ __all__ = [
     "PipeVia",
     "PipeWrite",
     "Response",
+    "Schema",
+    "SchemaRequest",
     "StatusUpdate",
+    "SubjectSpec",
     "VlanAliasEvent",
 ]

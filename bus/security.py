@@ -7,7 +7,7 @@ server gives each user the permissions of one role:
   under ``<prefix>.v1.>``), uses JetStream (``$JS.API``, acks, flow control,
   ``$KV``, ``$O``), answers and sends micro discovery (``$SRV``) and receives
   replies (``_INBOX.>``);
-- ``operator``: runs commands (publishes on ``<prefix>.v1.node.*.cmd`` and
+- ``operator``: runs commands (publishes on ``<prefix>.v1.node.*.cmd``, ``.schema`` and
   ``<prefix>.v1.cmd``), receives their replies (``_INBOX.>``) and may watch;
 - ``watcher``: subscribes to events, status updates, logs, heartbeats and VLAN
   publications, and publishes nothing.
@@ -236,7 +236,9 @@ def permissions(role: str, prefix: str) -> dict[str, object]:
         # _INBOX.> lets an operator read replies to others too; an operator can
         # run `shell` as root on every node, so that hides nothing from it.
         return {
-            "publish": {"allow": [f"{root}.node.*.cmd", subjects.any_cmd()]},
+            "publish": {
+                "allow": [f"{root}.node.*.cmd", f"{root}.node.*.schema", subjects.any_cmd()]
+            },
             "subscribe": {"allow": [*watched_subjects(prefix), "_INBOX.>"]},
         }
     if role == NODE:

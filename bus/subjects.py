@@ -107,6 +107,10 @@ class Subjects:
         """A node's micro-service ``info`` endpoint (where its commands go)."""
         return f"{self.root}.node.{token(node)}.info"
 
+    def node_schema(self, node: str) -> str:
+        """A node's published schema: subjects, messages and its command table."""
+        return f"{self.root}.node.{token(node)}.schema"
+
     def node_launch(self, node: str) -> str:
         """Where a node takes VMs scheduled onto it by another node."""
         return f"{self.root}.node.{token(node)}.launch"

@@ -10,6 +10,9 @@ Forms::
     megabus [flags] status            live view of nodes, status and logs
     megabus agent [flags]             the guest agent (2.8's miniccc)
     megabus lognode -dir D [flags]    write every node's log records to D/<node>.log
+    megabus schema [-pyi]             the bus's subjects, messages and command table (JSON),
+                                      or the client's methods as a typing stub
+    megabus plan|up|down FILE         an experiment file: its commands, brought up, taken down
 
 Flags follow Go's ``flag`` package, as minimega's do: ``-x`` and ``--x`` are
 the same, values go as ``-x v`` or ``-x=v``, and parsing stops at the first
@@ -47,6 +50,11 @@ usage: megabus node [flags]                 run a node
        megabus agent [agent flags]          the guest agent (miniccc; -h for flags)
        megabus lognode -dir DIR [-max-bytes N] [-backups K] [flags]
                                             write each node's log records to DIR/<node>.log
+       megabus schema [-pyi]                subjects, messages (JSON Schema) and commands
+                                            (-pyi: megabus.client's methods as a typing stub)
+       megabus plan FILE                    an experiment file's commands (no node needed)
+       megabus [flags] up FILE              bring an experiment up (again: only what changed)
+       megabus [flags] down FILE            take an experiment down
 
 client flags:
   -nats URL[,URL]   NATS servers (env MEGABUS_NATS; default: <base>/megabus.json,
@@ -98,6 +106,13 @@ def _dispatch(args: list[str]) -> int:
         from megabus.cli.lognode import run_lognode
 
         return run_lognode(args[1:])
+    if args and args[0] == "schema":
+        pyi = args[1:] in (["-pyi"], ["--pyi"])
+        if not pyi:
+            _no_args("schema", args[1:])
+        from megabus.cli.schema import run_schema
+
+        return run_schema(pyi)
     flags, rest = parse_flags(args, CLIENT_FLAGS)
     if flags.get("help"):
         sys.stdout.write(USAGE)
@@ -110,7 +125,7 @@ def _dispatch(args: list[str]) -> int:
         target = resolve_target(flags)
         return run_line(target, quote_args(rest), as_json=bool(flags.get("json")))
     verb = "attach" if flags.get("attach") else (rest.pop(0) if rest else "")
-    if verb in ("attach", "read", "events", "status"):
+    if verb in ("attach", "read", "events", "status", "plan", "up", "down"):
         more, rest = parse_interspersed(rest, CLIENT_FLAGS)
         flags.update(more)
     if verb == "attach":
@@ -124,6 +139,16 @@ def _dispatch(args: list[str]) -> int:
         from megabus.cli.oneshot import run_file
 
         return run_file(resolve_target(flags), rest[0], as_json=bool(flags.get("json")))
+    if verb in ("plan", "up", "down"):
+        # as events and status: minimega's default -level error
+        _configure_logging(os.environ.get("MEGABUS_LEVEL", "error"), "", True)
+        if len(rest) != 1:
+            raise UsageError(f"{verb} needs exactly one FILE")
+        from megabus.cli.experiment import run_experiment, run_plan
+
+        if verb == "plan":
+            return run_plan(rest[0])
+        return run_experiment(resolve_target(flags), rest[0], verb)
     if verb in ("events", "status"):
         # The clients log like minimega's default -level error; a warning
         # such as the bus's "disconnected" on close is noise on a terminal.

@@ -21,7 +21,10 @@ processes with temporary bases, then measures:
 * ``security``: round trips, commands/s (20 clients) and ``megabus -e`` with
   auth and TLS off, then on: the cost of security (``--security-roundtrips``);
 * ``fuzz``: executions per second of ``ops/fuzz.py`` against a live node
-  (``--fuzz-cases``).
+  (``--fuzz-cases``);
+* ``client``: ``megabus.client``'s connect (schema fetched, methods made),
+  and a generated method's round trip next to ``Bus.command``'s, on a node
+  with its own secured server (``--client-roundtrips``).
 
 Every loop is bounded; run it with the repo's venv: ``.venv/bin/python ops/bench.py``.
 """
@@ -34,6 +37,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -287,6 +291,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         **(await router_bench(args.routers)),
         **(await security_bench(args.security_roundtrips, 20, 25)),
         **(await fuzz_bench(args.fuzz_cases)),
+        **(await client_bench(args.client_roundtrips)),
     }
 
 
@@ -1069,6 +1074,54 @@ async def fuzz_bench(cases: int) -> dict[str, object]:
     return {"fuzz": {k: result[k] for k in ("cases", "execs_per_s", "ok", "rss_growth_mb", "seed")}}
 
 
+async def client_bench(runs: int) -> dict[str, object]:
+    """The typed client's costs over a node's own secured server."""
+    if runs <= 0:
+        return {}
+    from megabus.client import Client
+
+    with tempfile.TemporaryDirectory(prefix="megabus-bench-client-") as tmp:
+        base = Path(tmp) / "base"
+        with socket.socket() as free:
+            free.bind(("127.0.0.1", 0))
+            port = str(free.getsockname()[1])
+        proc = await asyncio.create_subprocess_exec(
+            MEGABUS, "node", "-name", "benchc", "-base", str(base), "-nats-port", port,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            for _ in range(300):  # 30 s at most
+                if (base / "megabus.json").exists() or proc.returncode is not None:
+                    break
+                await asyncio.sleep(0.1)
+            connects = []
+            for _ in range(20):
+                t0 = time.perf_counter()
+                client = await Client.connect(base=str(base))
+                connects.append(time.perf_counter() - t0)
+                await client.close()
+            async with await Client.connect(base=str(base)) as mm:
+                typed = []
+                for _ in range(runs):
+                    t0 = time.perf_counter()
+                    await mm.version()
+                    typed.append(time.perf_counter() - t0)
+                raw = await roundtrips(mm.bus, "benchc", runs)
+                methods = len(mm.methods)
+        finally:
+            proc.terminate()
+            await proc.wait()
+    return {
+        "client": {
+            "connect_ms": percentiles(connects),
+            "method_roundtrip_ms": percentiles(typed),
+            "bus_command_roundtrip_ms": percentiles(raw),
+            "methods": methods,
+        }
+    }
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--oneshot-runs", type=int, default=30)
@@ -1101,6 +1154,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--fuzz-cases", type=int, default=2000, help="cases of ops/fuzz.py (0: no fuzz run)"
+    )
+    parser.add_argument(
+        "--client-roundtrips", type=int, default=300, help="typed client calls (0: none)"
     )
     return parser.parse_args()
 

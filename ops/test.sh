@@ -12,7 +12,7 @@ cd "$repo"
 bin="$repo/.venv/bin"
 [ -x "$bin/python" ] || { echo "test.sh: no .venv; run ops/setup.sh first" >&2; exit 2; }
 
-roots=(bus handlers agent router cli config)
+roots=(bus handlers agent router cli client config)
 failed=()
 
 step() {

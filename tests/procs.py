@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 #: Seconds any one helper program may take.
 CALL_TIMEOUT = 60.0
 
 
-async def run(*argv: str, timeout: float = CALL_TIMEOUT) -> tuple[int, str]:  # noqa: ASYNC109
-    """Run a program (no shell); its exit status and combined output."""
+async def run(
+    *argv: str,
+    timeout: float = CALL_TIMEOUT,  # noqa: ASYNC109
+    cwd: str | Path | None = None,
+) -> tuple[int, str]:
+    """Run a program (no shell), in ``cwd`` if given; its exit status and combined output."""
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=cwd
     )
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout)

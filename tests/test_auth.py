@@ -254,7 +254,9 @@ def test_the_roles_permissions() -> None:
     watcher = permissions(WATCHER, "mb")
     assert watcher["publish"] == {"deny": [">"]}
     operator = permissions(OPERATOR, "p.q")
-    assert operator["publish"] == {"allow": ["p.q.v1.node.*.cmd", "p.q.v1.cmd"]}
+    assert operator["publish"] == {
+        "allow": ["p.q.v1.node.*.cmd", "p.q.v1.node.*.schema", "p.q.v1.cmd"]
+    }
     node = permissions(NODE, "mb")
     assert "$JS.API.>" in node["subscribe"]["allow"]  # type: ignore[index]
     with pytest.raises(ValueError, match="unknown role"):

@@ -193,11 +193,17 @@ async def test_discoverable_as_a_nats_micro_service(node: Node, bus: Bus) -> Non
     assert ping["metadata"]["node"] == "n1"
     msg = await bus.nc.request("$SRV.INFO", b"", timeout=5)
     info = json.loads(msg.data)
-    [endpoint] = info["endpoints"]
-    msg = await bus.nc.request(endpoint["subject"], b"", timeout=5)
+    endpoints = {e["name"]: e["subject"] for e in info["endpoints"]}
+    assert endpoints == {
+        "info": bus.subjects.node_info("n1"),
+        "schema": bus.subjects.node_schema("n1"),
+    }
+    msg = await bus.nc.request(endpoints["info"], b"", timeout=5)
     details = json.loads(msg.data)
     assert details["name"] == "n1"
     assert details["cmd"] == bus.subjects.node_cmd("n1")
+    msg = await bus.nc.request(endpoints["schema"], b"", timeout=5)
+    assert json.loads(msg.data)["node"] == "n1"
 
 
 async def test_info_file_is_written_and_removed(tmp_path: Path, nats_url: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-ROOTS = ("bus", "handlers", "agent", "router", "cli", "config")
+ROOTS = ("bus", "handlers", "agent", "router", "cli", "client", "config")
 
 
 def _copy_sources(dest: Path) -> None:

@@ -35,7 +35,7 @@ from nats.aio.subscription import Subscription
 from nats.micro.request import Request
 from nats.micro.service import Service
 
-from megabus.bus.codec import decode
+from megabus.bus.codec import decode, encode
 from megabus.bus.connection import Bus
 from megabus.bus.errors import BusDecodeError, BusError, PayloadTooLargeError, ServerStartError
 from megabus.bus.messages import CommandReply, CommandRequest, CommandWorking, ErrorReply, Heartbeat
@@ -44,6 +44,7 @@ from megabus.bus.subjects import token
 from megabus.bus.tasks import TaskSet
 from megabus.config.settings import Settings
 from megabus.handlers.node.access import NodeAccess
+from megabus.handlers.node.table import node_schema
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +154,7 @@ class Node:
         self._exits = contextlib.AsyncExitStack()
         self._subs: list[Subscription] = []
         self._service: Service | None = None
+        self._schema = b""
         self._heartbeat: asyncio.Task[None] | None = None
         self._requests = TaskSet(f"requests:{self.name}")
         # Beyond this many running requests the next ones wait (none is
@@ -317,6 +319,15 @@ class Node:
             handler=self._on_info,
             metadata={"node": self.name},
         )
+        # The command table is fixed once the families are loaded: encode it once.
+        self._schema = encode(node_schema(version(), self.name))[0]
+        await self._service.add_endpoint(
+            name="schema",
+            subject=subjects.node_schema(self.name),
+            queue_group=subjects.node_queue(self.name),
+            handler=self._on_schema,
+            metadata={"node": self.name},
+        )
 
     def _info(self) -> dict[str, Any]:
         return {
@@ -355,6 +366,9 @@ class Node:
             running=self.running_requests,
         )
         await req.respond(json.dumps(info).encode())
+
+    async def _on_schema(self, req: Request) -> None:
+        await req.respond(self._schema)
 
     async def _on_request(self, msg: Msg) -> None:
         if not msg.reply:
