@@ -9,6 +9,8 @@ Public face:
 - the paths of the files directory: :func:`clean_path`,
   :func:`relative_name`, :func:`list_files`, :func:`delete_files`,
   :func:`rfc3339`;
+- :class:`WebSources`: ``http(s)://`` downloads and ``tar:`` filesystems;
+- :func:`fetch_vm_files`: what ``vm launch`` fetches first;
 - :data:`PART_SIZE`, :func:`digest_file` (murmur3-64, 2.8's hash).
 """
 
@@ -21,15 +23,20 @@ from megabus.handlers.files._paths import (
     relative_name,
     rfc3339,
 )
+from megabus.handlers.files._vmfiles import fetch_vm_files
+from megabus.handlers.files._web import DownloadProgress, WebSources
 
 __all__ = [
     "PART_SIZE",
     "Digest",
+    "DownloadProgress",
     "Files",
     "Transfer",
+    "WebSources",
     "clean_path",
     "delete_files",
     "digest_file",
+    "fetch_vm_files",
     "list_files",
     "relative_name",
     "rfc3339",

@@ -55,6 +55,7 @@ from megabus.handlers.files._hash import (
 )
 from megabus.handlers.files._paths import TRANSFER_PREFIX, relative_name
 from megabus.handlers.files._serve import FileServer
+from megabus.handlers.files._web import WebSources
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,8 @@ class Transfer:
     sources: dict[str, FileEntry]
     done: set[int] = field(default_factory=set)
     queued: bool = True
+    #: Saves of the state file one at a time (the newest snapshot lands last).
+    saving: asyncio.Lock = field(default_factory=asyncio.Lock)
     finished: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -135,6 +138,8 @@ class Files:
         self.hash_files = hash_files
         self.index = HashIndex(root)
         self.server = FileServer(node, root, self.index)
+        #: ``http(s)://`` and ``tar:`` arguments.
+        self.web = WebSources(root)
         self.tasks = TaskSet(f"files:{node}")
         self.transfers: dict[str, Transfer] = {}
         self._queue = asyncio.Semaphore(QUEUE_LEN)
@@ -197,7 +202,8 @@ class Files:
             for e in entries:
                 names.setdefault(e.name, {})[node] = e
         if not names:
-            if await asyncio.to_thread(os.path.isfile, local):
+            # a directory that only this node has (a container's filesystem) is here
+            if await asyncio.to_thread(os.path.exists, local):
                 return []
             raise CommandError(f"get {path}: file not found")
         order = list(names)
@@ -320,7 +326,7 @@ class Files:
             )
         t = Transfer(name=name, entry=entry, tempdir=tempdir, sources=dict(sources), done=done)
         self.transfers[name] = t
-        await asyncio.to_thread(_save, t)
+        await asyncio.to_thread(_save, _snapshot(t))
         self.tasks.spawn(self._run(t), name=f"get:{name}")
         return t
 
@@ -373,7 +379,8 @@ class Files:
             part = todo.pop()
             await self._fetch_part(t, fd, part)
             t.done.add(part)
-            await asyncio.to_thread(_save, t)
+            async with t.saving:
+                await asyncio.to_thread(_save, _snapshot(t))
 
     async def _fetch_part(self, t: Transfer, fd: int, part: int) -> None:
         last = ""
@@ -506,12 +513,18 @@ def _write(fd: int, data: bytes, offset: int, hasher: mmh3.mmh3_x64_128) -> None
     hasher.update(data)
 
 
-def _save(t: Transfer) -> None:
+def _snapshot(t: Transfer) -> tuple[str, bytes]:
+    """The state file's bytes, taken in the event loop (workers add parts meanwhile)."""
     state = TransferState(name=t.name, entry=t.entry, done=sorted(t.done))
-    tmp = os.path.join(t.tempdir, STATE_FILE + ".new")
+    return t.tempdir, msgspec.json.encode(state)
+
+
+def _save(snapshot: tuple[str, bytes]) -> None:
+    tempdir, data = snapshot
+    tmp = os.path.join(tempdir, STATE_FILE + ".new")
     with open(tmp, "wb") as f:
-        f.write(msgspec.json.encode(state))
-    os.replace(tmp, os.path.join(t.tempdir, STATE_FILE))
+        f.write(data)
+    os.replace(tmp, os.path.join(tempdir, STATE_FILE))
 
 
 def _read_bytes(path: str) -> bytes:
