@@ -4,11 +4,17 @@ nats-server, each with its own files directory."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from meshnodes import Cluster, cluster
+import pytest
+from meshnodes import HEARTBEAT, Cluster, cluster, start_node
+from noderecovery import MEGABUS
 
+from megabus.bus.errors import CommandError
 from megabus.handlers.files import digest_file
 from megabus.handlers.node.dispatch import Dispatcher
 from megabus.handlers.node.state import NodeState
@@ -170,3 +176,163 @@ async def test_a_corrupt_part_is_detected_and_the_file_never_appears(
         assert errors[0].startswith("get disk.img: part 1: hash mismatch"), errors
         assert not (files_of(c, "cb") / "disk.img").exists()
         assert not [p for p in files_of(c, "cb").iterdir() if p.name.startswith("transfer_")]
+
+
+@contextlib.asynccontextmanager
+async def node_process(
+    url: str, base: Path, name: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A node in its own process (so that a test can kill it); stopped at the end."""
+    info = base / "megabus.json"
+    with contextlib.suppress(FileNotFoundError):
+        info.unlink()  # a killed node leaves its own behind
+    proc = await asyncio.create_subprocess_exec(
+        MEGABUS, "node", "-name", name, "-nats", url, "-base", str(base),
+        "-heartbeat", str(HEARTBEAT), "-level", "error",
+        stdin=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(TRIES):
+            if info.exists() or proc.returncode is not None:
+                break
+            await asyncio.sleep(POLL)
+        assert info.exists(), f"node {name} did not start (status {proc.returncode})"
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+async def test_a_source_killed_mid_transfer_and_the_file_comes_from_another(
+    nats_url: str, tmp_path: Path
+) -> None:
+    async with cluster(nats_url, tmp_path, ["kb", "kc"]) as c:
+        base = tmp_path / "ka"
+        src = base / "files" / "big.img"
+        await asyncio.to_thread(write_random, src, BIG)
+        copy = files_of(c, "kb") / "big.img"
+        await asyncio.to_thread(shutil.copyfile, src, copy)
+        want = (await asyncio.to_thread(digest_file, str(src))).hash
+        async with node_process(c.url, base, "ka") as ka:
+            await c.settle(["ka", "kb", "kc"])
+            await c.ok("kc", "file get big.img")
+            # both ka and kb offered it; the transfer is under way when ka dies
+            rows = await status_rows(c, "kc")
+            assert len(rows) == 1
+            assert rows[0][2] != "5/5"
+            ka.kill()
+            await ka.wait()
+            await wait_transfers_done(c, "kc")
+        got = files_of(c, "kc") / "big.img"
+        assert (await asyncio.to_thread(digest_file, str(got))).hash == want
+
+
+async def test_a_fetching_node_killed_mid_transfer_resumes_when_it_restarts(
+    nats_url: str, tmp_path: Path
+) -> None:
+    async with cluster(nats_url, tmp_path, ["ra"]) as c:
+        src = files_of(c, "ra") / "big.img"
+        await asyncio.to_thread(write_random, src, BIG)
+        want = (await asyncio.to_thread(digest_file, str(src))).hash
+        base = tmp_path / "rb"
+        files = base / "files"
+        async with node_process(c.url, base, "rb") as rb:
+            await c.settle(["ra", "rb"])
+            await c.ok("rb", "file get big.img")
+            # the temporary directory records the transfer before get returns
+            temps = [p for p in files.iterdir() if p.name.startswith("transfer_")]
+            assert len(temps) == 1
+            assert (temps[0] / "state.json").is_file()
+            rb.kill()
+            await rb.wait()
+        assert not (files / "big.img").exists()
+        async with node_process(c.url, base, "rb"):
+            for _ in range(TRIES):
+                if (files / "big.img").exists():
+                    break
+                await asyncio.sleep(POLL)
+            got = files / "big.img"
+            assert (await asyncio.to_thread(digest_file, str(got))).hash == want
+            assert not [p for p in files.iterdir() if p.name.startswith("transfer_")]
+
+
+async def test_a_file_that_changes_while_served_is_refused_not_mixed(
+    nats_url: str, tmp_path: Path
+) -> None:
+    async with cluster(nats_url, tmp_path, ["wa", "wb"]) as c:
+        src = files_of(c, "wa") / "moving.img"
+        await asyncio.to_thread(write_random, src, 3 * 1024 * 1024)
+        # the version wb was told about, then a new one under the same name
+        entry = (await state_of(c, "wa").files.server.entries("moving.img"))[0]
+        await asyncio.to_thread(write_random, src, 3 * 1024 * 1024)
+        os.utime(src, ns=(entry.mtime_ns + 10**9, entry.mtime_ns + 10**9))
+        files = state_of(c, "wb").files
+        t = await files._queue_transfer("moving.img", entry, {"wa": entry}, done=set(), tempdir="")
+        with pytest.raises(CommandError) as err:
+            await t.finished
+        assert "moving.img: changed on wa" in str(err.value)
+        assert not (files_of(c, "wb") / "moving.img").exists()
+        # asked again, wb gets the new version whole
+        await c.ok("wb", "file get moving.img")
+        await wait_transfers_done(c, "wb")
+        got = files_of(c, "wb") / "moving.img"
+        assert got.read_bytes() == src.read_bytes()
+
+
+async def test_hashfiles_follows_the_directory(nats_url: str, tmp_path: Path) -> None:
+    async with cluster(nats_url, tmp_path, ["ha"], hash_files=True) as c:
+        root = files_of(c, "ha")
+        index = state_of(c, "ha").files.index
+
+        async def hash_column(name: str) -> str:
+            resp = (await c.ok("ha", "file list / recursive"))[0]
+            return {r[1]: r[4] for r in resp.tabular or []}.get(name, "-")
+
+        async def until_hash(name: str, want: str) -> None:
+            for _ in range(TRIES):
+                if await hash_column(name) == want:
+                    return
+                await asyncio.sleep(POLL)
+            raise AssertionError(f"{name}: hash {await hash_column(name)!r}, want {want!r}")
+
+        (root / "a.txt").write_bytes(b"hello")
+        # 2.8's murmur3-64 of "hello"
+        await until_hash("a.txt", "cbd8a7b341bd9b02")
+        (root / "a.txt").write_bytes(b"hello again")
+        await until_hash("a.txt", digest_file(str(root / "a.txt")).hash)
+        (root / "a.txt").unlink()
+        for _ in range(TRIES):
+            if "a.txt" not in index._digests:
+                break
+            await asyncio.sleep(POLL)
+        assert "a.txt" not in index._digests
+        # transfers' temporary files are never hashed
+        (root / "transfer_x").mkdir()
+        (root / "transfer_x" / "data").write_bytes(b"partial")
+        (root / "b.txt").write_bytes(b"b")
+        await until_hash("b.txt", digest_file(str(root / "b.txt")).hash)
+        assert not [k for k in index._digests if k.startswith("transfer_")]
+
+
+async def test_headnode_with_hashfiles_prefers_the_head_copy(nats_url: str, tmp_path: Path) -> None:
+    async with cluster(nats_url, tmp_path, ["hd"], hash_files=True) as c:
+        c.nodes["hm"] = await start_node(nats_url, tmp_path, "hm", hash_files=True, log_node="hd")
+        c.nodes["hx"] = await start_node(nats_url, tmp_path, "hx", hash_files=True)
+        await c.settle()
+        (files_of(c, "hd") / "cfg").write_text("head's\n")
+        (files_of(c, "hx") / "cfg").write_text("newer elsewhere\n")
+        (files_of(c, "hm") / "cfg").write_text("mine\n")
+        # with -headnode, a local copy whose hash differs from the head's is replaced
+        await c.ok("hm", "file get cfg")
+        await wait_transfers_done(c, "hm")
+        assert (files_of(c, "hm") / "cfg").read_text() == "head's\n"
+        # without it (-hashfiles alone) the newest version wins for a node that has none
+        (files_of(c, "hd") / "other").write_text("old\n")
+        os.utime(files_of(c, "hd") / "other", (1, 1))
+        (files_of(c, "hx") / "other").write_text("new\n")
+        c.nodes["hn"] = await start_node(nats_url, tmp_path, "hn", hash_files=True)
+        await c.settle()
+        await c.ok("hn", "file get other")
+        await wait_transfers_done(c, "hn")
+        assert (files_of(c, "hn") / "other").read_text() == "new\n"
