@@ -53,7 +53,7 @@ from megabus.handlers.files._hash import (
     new_hasher,
     stat_key,
 )
-from megabus.handlers.files._paths import TRANSFER_PREFIX, relative_name
+from megabus.handlers.files._paths import TRANSFER_PREFIX, relative_name, under
 from megabus.handlers.files._serve import FileServer
 from megabus.handlers.files._web import WebSources
 
@@ -232,6 +232,16 @@ class Files:
         for t in transfers:
             await asyncio.shield(t.finished)
         return os.path.join(self.root, rel)
+
+    async def fetch_served(self, path: str) -> str:
+        """``path`` (absolute), fetched first when it lies under the files directory.
+
+        Raises:
+            CommandError: as :meth:`fetch`.
+        """
+        if under(self.root, path):
+            await self.fetch(path)
+        return path
 
     # -- choosing a version -------------------------------------------------------------
 

@@ -60,6 +60,11 @@ def relative_name(root: str, path: str, *, verb: str = "get") -> str:
     return rel
 
 
+def under(root: str, path: str) -> bool:
+    """``path`` (absolute) names something below ``root``, by its text alone."""
+    return os.path.normpath(path).startswith(os.path.normpath(root) + os.sep)
+
+
 def is_temporary(rel: str) -> bool:
     """A path inside a transfer's temporary directory (never served or hashed)."""
     return any(part.startswith(TRANSFER_PREFIX) for part in rel.split(os.sep))

@@ -15,6 +15,7 @@ import os
 import struct
 from typing import TYPE_CHECKING
 
+from megabus.handlers.files._paths import under
 from megabus.handlers.model.config import VMConfig
 
 if TYPE_CHECKING:
@@ -52,12 +53,6 @@ def backing_file(path: str) -> str:
     return name if os.path.isabs(name) else os.path.join(os.path.dirname(path), name)
 
 
-def _under(root: str, path: str) -> bool:
-    root_n = os.path.normpath(root)
-    norm = os.path.normpath(path)
-    return norm.startswith(root_n + os.sep)
-
-
 async def fetch_vm_files(files: Files, cfg: VMConfig) -> None:
     """Fetch every file ``cfg`` names that lies under the files directory.
 
@@ -65,13 +60,13 @@ async def fetch_vm_files(files: Files, cfg: VMConfig) -> None:
         CommandError: a file is nowhere in the cluster, or its transfer failed.
     """
     for path in vm_paths(cfg):
-        if not _under(files.root, path):
+        if not under(files.root, path):
             continue
         local = await files.fetch(path)
         seen = {local}
         while True:
             backing = await asyncio.to_thread(backing_file, local)
-            if not backing or backing in seen or not _under(files.root, backing):
+            if not backing or backing in seen or not under(files.root, backing):
                 break
             seen.add(backing)
             local = await files.fetch(backing)
