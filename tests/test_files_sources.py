@@ -14,8 +14,12 @@ from pathlib import Path
 
 from ccworld import cc_world, wait_for
 from meshnodes import HEARTBEAT, cluster, start_node
+from nats.aio.msg import Msg
 from procs import must
 from test_files_mesh import files_of, state_of, write_random
+
+from megabus.bus.codec import decode
+from megabus.bus.messages import StatusUpdate
 
 U1 = "33333333-3333-4333-8333-333333333333"
 
@@ -42,9 +46,18 @@ async def test_kvm_launch_fetches_its_disk_and_backing_file(nats_url: str, tmp_p
             "qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2",
             str(src / "child.qcow2"),
         )  # fmt: skip
+        updates: list[StatusUpdate] = []
+
+        async def on_status(msg: Msg) -> None:
+            updates.append(decode(msg.data, StatusUpdate))
+
+        sub = await c.client.nc.subscribe(c.client.subjects.status("kb", "file get"), cb=on_status)
         try:
             await c.ok("kb", "vm config disk child.qcow2")
             await c.ok("kb", "vm launch kvm v0")
+            await c.client.nc.flush()
+            # the fetch reported its progress as a status update (2.8's iomHelper does)
+            assert [u.status for u in updates][-1].endswith(": 1/1 parts")
             got = files_of(c, "kb")
             assert (got / "child.qcow2").is_file()
             assert (got / "base.qcow2").is_file()
@@ -57,6 +70,7 @@ async def test_kvm_launch_fetches_its_disk_and_backing_file(nats_url: str, tmp_p
             errors = await c.errors("kb", "vm launch kvm v1")
             assert errors == ["get lost.qcow2: file not found"]
         finally:
+            await sub.unsubscribe()
             await c.responses("kb", "vm kill all")
             await c.responses("kb", "vm flush")
 
@@ -185,3 +199,16 @@ async def test_http_download_while_other_commands_answer(nats_url: str, tmp_path
             missing = f"http://127.0.0.1:{port}/nothere"
             assert await c.errors("ha", f"echo {missing}") == [f"get {missing}: 404 File not found"]
             assert state_of(c, "ha").files.transfers == {}
+
+
+async def test_a_script_and_its_files_read_from_another_node(nats_url: str, tmp_path: Path) -> None:
+    # how an "ns snapshot" is restored elsewhere: read file:snapshots/<name>/launch.mm,
+    # whose lines name their files with file:
+    async with cluster(nats_url, tmp_path, ["sa", "sb"]) as c:
+        snap = files_of(c, "sa") / "snapshots" / "s1"
+        snap.mkdir(parents=True)
+        (snap / "state.bin").write_text("saved state")
+        (snap / "launch.mm").write_text("shell cat file:snapshots/s1/state.bin\n")
+        out = await c.text("sb", "read file:snapshots/s1/launch.mm")
+        assert out == "saved state"
+        assert (files_of(c, "sb") / "snapshots" / "s1" / "state.bin").is_file()

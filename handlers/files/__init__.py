@@ -14,7 +14,7 @@ Public face:
 - :data:`PART_SIZE`, :func:`digest_file` (murmur3-64, 2.8's hash).
 """
 
-from megabus.handlers.files._engine import Files, Transfer
+from megabus.handlers.files._engine import Files, PartProgress, Transfer
 from megabus.handlers.files._hash import PART_SIZE, Digest, digest_file
 from megabus.handlers.files._paths import (
     clean_path,
@@ -31,6 +31,7 @@ __all__ = [
     "Digest",
     "DownloadProgress",
     "Files",
+    "PartProgress",
     "Transfer",
     "WebSources",
     "clean_path",

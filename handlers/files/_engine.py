@@ -77,6 +77,8 @@ STATE_FILE = "state.json"
 DATA_FILE = "data"
 
 Peers = Callable[[], list[str]]
+#: Told a transfer's name, parts done and parts in all, each time a part lands.
+PartProgress = Callable[[str, int, int], None]
 
 
 class TransferState(msgspec.Struct, kw_only=True):
@@ -97,6 +99,8 @@ class Transfer:
     sources: dict[str, FileEntry]
     done: set[int] = field(default_factory=set)
     queued: bool = True
+    #: Told of each part that lands (``fetch`` callers that report progress).
+    watchers: list[PartProgress] = field(default_factory=list)
     #: Saves of the state file one at a time (the newest snapshot lands last).
     saving: asyncio.Lock = field(default_factory=asyncio.Lock)
     finished: asyncio.Future[None] = field(
@@ -218,10 +222,11 @@ class Files:
                 out.append(t)
         return out
 
-    async def fetch(self, path: str) -> str:
+    async def fetch(self, path: str, progress: PartProgress | None = None) -> str:
         """Fetch ``path`` and wait until it is here (2.8's ``iomHelper``); its local path.
 
-        A transfer already running is waited for, not refused.
+        A transfer already running is waited for, not refused. ``progress`` is
+        told of every part that lands.
 
         Raises:
             CommandError: the file is nowhere, or its transfer failed.
@@ -230,17 +235,20 @@ class Files:
         running = self.transfers.get(rel)
         transfers = [running] if running is not None else await self.get(rel)
         for t in transfers:
+            if progress is not None:
+                t.watchers.append(progress)
+        for t in transfers:
             await asyncio.shield(t.finished)
         return os.path.join(self.root, rel)
 
-    async def fetch_served(self, path: str) -> str:
+    async def fetch_served(self, path: str, progress: PartProgress | None = None) -> str:
         """``path`` (absolute), fetched first when it lies under the files directory.
 
         Raises:
             CommandError: as :meth:`fetch`.
         """
         if under(self.root, path):
-            await self.fetch(path)
+            await self.fetch(path, progress)
         return path
 
     # -- choosing a version -------------------------------------------------------------
@@ -389,6 +397,8 @@ class Files:
             part = todo.pop()
             await self._fetch_part(t, fd, part)
             t.done.add(part)
+            for watch in t.watchers:
+                watch(t.name, len(t.done), t.numparts)
             async with t.saving:
                 await asyncio.to_thread(_save, _snapshot(t))
 

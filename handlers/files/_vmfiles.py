@@ -19,7 +19,7 @@ from megabus.handlers.files._paths import under
 from megabus.handlers.model.config import VMConfig
 
 if TYPE_CHECKING:
-    from megabus.handlers.files._engine import Files
+    from megabus.handlers.files._engine import Files, PartProgress
 
 #: qcow2's magic, then version, backing file offset and size (big-endian).
 _QCOW2 = struct.Struct(">4sIQI")
@@ -53,7 +53,7 @@ def backing_file(path: str) -> str:
     return name if os.path.isabs(name) else os.path.join(os.path.dirname(path), name)
 
 
-async def fetch_vm_files(files: Files, cfg: VMConfig) -> None:
+async def fetch_vm_files(files: Files, cfg: VMConfig, progress: PartProgress | None = None) -> None:
     """Fetch every file ``cfg`` names that lies under the files directory.
 
     Raises:
@@ -62,11 +62,11 @@ async def fetch_vm_files(files: Files, cfg: VMConfig) -> None:
     for path in vm_paths(cfg):
         if not under(files.root, path):
             continue
-        local = await files.fetch(path)
+        local = await files.fetch(path, progress)
         seen = {local}
         while True:
             backing = await asyncio.to_thread(backing_file, local)
             if not backing or backing in seen or not under(files.root, backing):
                 break
             seen.add(backing)
-            local = await files.fetch(backing)
+            local = await files.fetch(backing, progress)

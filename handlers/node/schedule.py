@@ -309,14 +309,19 @@ async def launch_here(ctx: Context, queued: list[QueuedVMs]) -> list[str]:
         return []
     errors: list[str] = []
     ready: list[QueuedVMs] = []
-    for q in queued:
-        # 2.8 fetches what a VM names before it launches, on the host it lands on
-        try:
-            await fetch_vm_files(ctx.state.files, q.config)
-        except CommandError as err:
-            errors.append(str(err))
-        else:
-            ready.append(q)
+    async with progress(ctx, "file get") as fp:
+
+        def fetched(name: str, done: int, total: int) -> None:
+            fp.update(f"{name}: {done}/{total} parts", done / total if total else 1.0)
+
+        for q in queued:
+            # 2.8 fetches what a VM names before it launches, on the host it lands on
+            try:
+                await fetch_vm_files(ctx.state.files, q.config, fetched)
+            except CommandError as err:
+                errors.append(str(err))
+            else:
+                ready.append(q)
     if not ready:
         return errors
     async with progress(ctx, "vm launch") as p:
