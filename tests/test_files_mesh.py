@@ -14,7 +14,9 @@ import pytest
 from meshnodes import HEARTBEAT, Cluster, cluster, start_node
 from noderecovery import MEGABUS
 
+from megabus.bus.codec import decode, encode
 from megabus.bus.errors import CommandError
+from megabus.bus.messages import ErrorReply, FileChunk, FileChunkRequest
 from megabus.handlers.files import digest_file
 from megabus.handlers.node.dispatch import Dispatcher
 from megabus.handlers.node.state import NodeState
@@ -336,3 +338,38 @@ async def test_headnode_with_hashfiles_prefers_the_head_copy(nats_url: str, tmp_
         await c.ok("hn", "file get other")
         await wait_transfers_done(c, "hn")
         assert (files_of(c, "hn") / "other").read_text() == "new\n"
+
+
+async def test_bad_requests_to_a_file_server_get_error_replies(
+    nats_url: str, tmp_path: Path
+) -> None:
+    async with cluster(nats_url, tmp_path, ["sa"]) as c:
+        root = files_of(c, "sa")
+        (root / "ok.txt").write_text("fine")
+        (root / "escape").symlink_to("/etc/passwd")
+        nc, subjects = c.client.nc, c.client.subjects
+
+        async def ask(data: bytes) -> str:
+            reply = await nc.request(subjects.node_file("sa"), data, timeout=10)
+            return decode(reply.data, ErrorReply).error
+
+        assert (await ask(b"\xff not json")).startswith("bad chunk request: ")
+        st = (root / "ok.txt").stat()
+
+        def chunk(name: str, offset: int = 0, length: int = 4) -> bytes:
+            req = FileChunkRequest(
+                name=name, offset=offset, length=length, size=st.st_size, mtime_ns=st.st_mtime_ns
+            )
+            return encode(req)[0]
+
+        assert await ask(chunk("../../etc/passwd")) == (
+            "get ../../etc/passwd: outside of the files directory"
+        )
+        assert await ask(chunk("escape")) == "escape: not served"
+        assert await ask(chunk("transfer_x/data")) == "transfer_x/data: not served"
+        assert await ask(chunk("ok.txt", length=1 << 30)) == f"ok.txt: bad range 0+{1 << 30}"
+        info = await nc.request(subjects.file_info(), b"[]", timeout=10)
+        assert decode(info.data, ErrorReply).error.startswith("bad info request: ")
+        # and it still serves
+        good = await nc.request(subjects.node_file("sa"), chunk("ok.txt"), timeout=10)
+        assert decode(good.data, FileChunk).data == b"fine"

@@ -200,7 +200,10 @@ class Files:
             return []
         if rel in self.transfers:
             raise CommandError("file already in flight")
-        offers = await self._info(rel)
+        try:
+            offers = await self._info(rel)
+        except BusError as err:
+            raise CommandError(f"get {path}: {err}") from None
         names: dict[str, dict[str, FileEntry]] = {}
         for node, entries in offers.items():
             for e in entries:
