@@ -7,16 +7,19 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from meshnodes import HEARTBEAT, Cluster, cluster, start_node
+from natsd import free_port
 from noderecovery import MEGABUS
 
 from megabus.bus.codec import decode, encode
 from megabus.bus.errors import CommandError
 from megabus.bus.messages import ErrorReply, FileChunk, FileChunkRequest
+from megabus.bus.server import EmbeddedServer
 from megabus.handlers.files import digest_file
 from megabus.handlers.node.dispatch import Dispatcher
 from megabus.handlers.node.state import NodeState
@@ -373,3 +376,33 @@ async def test_bad_requests_to_a_file_server_get_error_replies(
         # and it still serves
         good = await nc.request(subjects.node_file("sa"), chunk("ok.txt"), timeout=10)
         assert decode(good.data, FileChunk).data == b"fine"
+
+
+async def test_a_transfer_survives_a_nats_server_restart(tmp_path: Path) -> None:
+    port = free_port()
+    server = EmbeddedServer(tmp_path / "nats", port=port)
+    await server.start()
+    try:
+        async with cluster(server.client_url, tmp_path, ["na", "nb"]) as c:
+            src = files_of(c, "na") / "big.img"
+            await asyncio.to_thread(write_random, src, BIG)
+            want = (await asyncio.to_thread(digest_file, str(src))).hash
+            await c.ok("nb", "file get big.img")
+            # the server freezes at once (mid-transfer), then dies and comes back
+            assert server.pid is not None
+            os.kill(server.pid, signal.SIGSTOP)
+            rows = state_of(c, "nb").files.status()
+            assert len(rows) == 1
+            assert rows[0][2] != "5/5"
+            os.kill(server.pid, signal.SIGKILL)
+            await server.stop()
+            server = EmbeddedServer(tmp_path / "nats", port=port)
+            await server.start()
+            got = files_of(c, "nb") / "big.img"
+            for _ in range(TRIES * 2):
+                if got.exists():
+                    break
+                await asyncio.sleep(POLL)
+            assert (await asyncio.to_thread(digest_file, str(got))).hash == want
+    finally:
+        await server.stop()

@@ -456,7 +456,8 @@ class Files:
 
     async def _refresh_sources(self, t: Transfer) -> None:
         """Every source failed: ask the mesh again for nodes with the same version."""
-        for delay in (0.5, 1.0, 2.0):
+        # patient enough for a NATS server restart (nodes reconnect, heartbeats resume)
+        for delay in (0.5, 1.0, 2.0, 4.0, 8.0):
             offers = await self._info(t.name)
             for node, entries in offers.items():
                 for e in entries:
