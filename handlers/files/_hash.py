@@ -143,7 +143,10 @@ class HashIndex:
     async def _compute(self, rel: str, path: str, fut: asyncio.Future[Digest]) -> None:
         try:
             d = await asyncio.to_thread(digest_file, path)
-        except Exception as err:
+        except asyncio.CancelledError:
+            fut.cancel()  # the index is stopping: no waiter waits for ever
+            raise
+        except Exception as err:  # every waiter gets the failure
             if not fut.done():
                 fut.set_exception(err)
                 fut.exception()  # a waiter may have gone: never "exception never retrieved"
