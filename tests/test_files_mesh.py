@@ -13,12 +13,20 @@ from pathlib import Path
 
 import pytest
 from meshnodes import HEARTBEAT, Cluster, cluster, start_node
+from nats.aio.msg import Msg
 from natsd import free_port
 from noderecovery import MEGABUS
 
 from megabus.bus.codec import decode, encode
 from megabus.bus.errors import CommandError
-from megabus.bus.messages import ErrorReply, FileChunk, FileChunkRequest
+from megabus.bus.messages import (
+    ErrorReply,
+    FileChunk,
+    FileChunkRequest,
+    FileEntry,
+    FileInfoReply,
+    Heartbeat,
+)
 from megabus.bus.server import EmbeddedServer
 from megabus.handlers.files import digest_file
 from megabus.handlers.node.dispatch import Dispatcher
@@ -406,3 +414,37 @@ async def test_a_transfer_survives_a_nats_server_restart(tmp_path: Path) -> None
             assert (await asyncio.to_thread(digest_file, str(got))).hash == want
     finally:
         await server.stop()
+
+
+async def test_entries_naming_places_outside_the_files_directory_are_ignored(
+    nats_url: str, tmp_path: Path
+) -> None:
+    async with cluster(nats_url, tmp_path, ["ea", "eb"]) as c:
+        bus = c.client
+        # a rogue member of the mesh: it beats, and answers info requests with bad entries
+        beat = Heartbeat(node="rogue", version="x", uptime=1.0, interval=60.0)
+        await bus.publish(bus.subjects.heartbeat("rogue"), beat)
+        bad = [
+            FileEntry(name="../../evil", size=3, parts=["0"]),
+            FileEntry(name="/abs/evil", size=3, parts=["0"]),
+            FileEntry(name="transfer_x/evil", size=3, parts=["0"]),
+            FileEntry(name="x", size=3, parts=[]),  # parts that do not fit the size
+        ]
+
+        async def answer(msg: Msg) -> None:
+            await bus.publish(msg.reply, FileInfoReply(node="rogue", files=bad))
+
+        sub = await bus.nc.subscribe(bus.subjects.file_info(), cb=answer)
+        try:
+            await bus.nc.flush()
+            for _ in range(TRIES):
+                live = state_of(c, "eb").membership
+                if live is not None and "rogue" in live.live():
+                    break
+                await asyncio.sleep(POLL)
+            assert await c.errors("eb", "file get x") == ["get x: file not found"]
+        finally:
+            await sub.unsubscribe()
+        assert not (tmp_path / "evil").exists()
+        assert not (tmp_path / "eb" / "evil").exists()
+        assert state_of(c, "eb").files.transfers == {}

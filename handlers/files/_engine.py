@@ -53,7 +53,13 @@ from megabus.handlers.files._hash import (
     new_hasher,
     stat_key,
 )
-from megabus.handlers.files._paths import TRANSFER_PREFIX, relative_name, under
+from megabus.handlers.files._paths import (
+    TRANSFER_PREFIX,
+    inside,
+    is_temporary,
+    relative_name,
+    under,
+)
 from megabus.handlers.files._serve import FileServer
 from megabus.handlers.files._web import WebSources
 
@@ -207,7 +213,10 @@ class Files:
         names: dict[str, dict[str, FileEntry]] = {}
         for node, entries in offers.items():
             for e in entries:
-                names.setdefault(e.name, {})[node] = e
+                if self._acceptable(e):
+                    names.setdefault(e.name, {})[node] = e
+                else:
+                    logger.warning("files: %s offered a bad entry %r: ignored", node, e.name)
         if not names:
             # a directory that only this node has (a container's filesystem) is here
             if await asyncio.to_thread(os.path.exists, local):
@@ -253,6 +262,20 @@ class Files:
         if under(self.root, path):
             await self.fetch(path, progress)
         return path
+
+    def _acceptable(self, e: FileEntry) -> bool:
+        """An offered entry names a file below the root, and its parts fit its size."""
+        try:
+            rel = relative_name(self.root, e.name)
+        except CommandError:
+            return False
+        return (
+            rel == e.name
+            and bool(rel)
+            and not is_temporary(rel)
+            and e.size >= 0
+            and len(e.parts) == -(-e.size // PART_SIZE)
+        )
 
     # -- choosing a version -------------------------------------------------------------
 
@@ -477,6 +500,9 @@ class Files:
         os.chmod(data, t.entry.mode & 0o7777)
         final = os.path.join(self.root, t.name)
         os.makedirs(os.path.dirname(final), exist_ok=True)
+        if not inside(self.root, os.path.dirname(final)):
+            # a directory on the way is a symlink out of the files directory
+            raise CommandError(f"get {t.name}: outside of the files directory")
         os.replace(data, final)
         shutil.rmtree(t.tempdir, ignore_errors=True)
         return Digest(stat_key(os.stat(final)), digest.hash, digest.parts)
@@ -500,6 +526,10 @@ class Files:
             await asyncio.to_thread(shutil.rmtree, tempdir, True)
             return
         name = state.name
+        if not self._acceptable(state.entry) or state.entry.name != name:
+            logger.warning("files: dropping transfer %s: bad state", tempdir)
+            await asyncio.to_thread(shutil.rmtree, tempdir, True)
+            return
         if name in self.transfers:
             await asyncio.to_thread(shutil.rmtree, tempdir, True)
             return
