@@ -209,6 +209,10 @@ class FileEntry(msgspec.Struct, kw_only=True):
     hash: str = ""
     #: murmur3-64 of each part of ``PART_SIZE`` bytes, in order.
     parts: list[str] = []
+    #: ``file``, ``dir`` (created, so that empty directories travel) or ``link``.
+    kind: str = "file"
+    #: A link's target, as it is (never followed).
+    link: str = ""
 
 
 class FileInfoRequest(Message, tag="megabus.file.v1.info", kw_only=True):

@@ -134,6 +134,9 @@ async def test_get_of_a_directory_and_a_glob_fetches_every_file(
         (root / "d" / "one.txt").write_text("one\n")
         (root / "d" / "sub" / "two.txt").write_text("two\n")
         (root / "d" / "empty").write_bytes(b"")
+        (root / "d" / "proc").mkdir()  # empty directories travel too
+        (root / "d" / "sh").symlink_to("one.txt")  # links stay links
+        (root / "d" / "abs").symlink_to("/etc/passwd")  # never followed
         (root / "x1.iso").write_bytes(b"1" * 1000)
         (root / "x2.iso").write_bytes(b"2" * 1000)
         await c.ok("gb", "file get d")
@@ -143,6 +146,9 @@ async def test_get_of_a_directory_and_a_glob_fetches_every_file(
         assert (got / "d" / "one.txt").read_text() == "one\n"
         assert (got / "d" / "sub" / "two.txt").read_text() == "two\n"
         assert (got / "d" / "empty").read_bytes() == b""
+        assert (got / "d" / "proc").is_dir()
+        assert os.readlink(got / "d" / "sh") == "one.txt"
+        assert os.readlink(got / "d" / "abs") == "/etc/passwd"
         assert (got / "x1.iso").read_bytes() == b"1" * 1000
         assert (got / "x2.iso").read_bytes() == b"2" * 1000
 

@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import functools
 import http.server
+import os
+import shutil
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -212,3 +214,22 @@ async def test_a_script_and_its_files_read_from_another_node(nats_url: str, tmp_
         out = await c.text("sb", "read file:snapshots/s1/launch.mm")
         assert out == "saved state"
         assert (files_of(c, "sb") / "snapshots" / "s1" / "state.bin").is_file()
+
+
+async def test_container_filesystem_directory_on_another_node(
+    nats_url: str, tmp_path: Path, minicccfs: Path
+) -> None:
+    async with cluster(nats_url, tmp_path, ["da", "db"]) as c:
+        await asyncio.to_thread(shutil.copytree, minicccfs, files_of(c, "da") / "fs", symlinks=True)
+        try:
+            await c.ok("db", f"vm config filesystem {files_of(c, 'db') / 'fs'}")
+            await c.ok("db", "vm launch container c0")
+            await c.ok("db", "vm start c0")
+            rows = (await c.ok("db", ".columns name,state vm info"))[0].tabular
+            assert rows == [["c0", "RUNNING"]]
+            got = files_of(c, "db") / "fs"
+            assert (got / "init").is_file()
+            assert os.readlink(got / "linuxrc") == os.readlink(minicccfs / "linuxrc")
+        finally:
+            await c.responses("db", "vm kill all")
+            await c.responses("db", "vm flush")

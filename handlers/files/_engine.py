@@ -57,6 +57,7 @@ from megabus.handlers.files._paths import (
     TRANSFER_PREFIX,
     inside,
     is_temporary,
+    make_tree,
     relative_name,
     under,
 )
@@ -217,6 +218,7 @@ class Files:
                     names.setdefault(e.name, {})[node] = e
                 else:
                     logger.warning("files: %s offered a bad entry %r: ignored", node, e.name)
+        await self._make_tree(names)
         if not names:
             # a directory that only this node has (a container's filesystem) is here
             if await asyncio.to_thread(os.path.exists, local):
@@ -269,13 +271,27 @@ class Files:
             rel = relative_name(self.root, e.name)
         except CommandError:
             return False
-        return (
-            rel == e.name
-            and bool(rel)
-            and not is_temporary(rel)
-            and e.size >= 0
-            and len(e.parts) == -(-e.size // PART_SIZE)
-        )
+        if rel != e.name or not rel or is_temporary(rel):
+            return False
+        if e.kind in ("dir", "link"):
+            return e.size == 0 and not e.parts and (e.kind == "dir" or bool(e.link))
+        return e.kind == "file" and e.size >= 0 and len(e.parts) == -(-e.size // PART_SIZE)
+
+    async def _make_tree(self, names: dict[str, dict[str, FileEntry]]) -> None:
+        """Directories and links need no transfer: made here at once (the first offer's)."""
+        dirs: list[tuple[str, int]] = []
+        links: list[tuple[str, str]] = []
+        for name in list(names):
+            first = next(iter(names[name].values()))
+            if first.kind == "dir":
+                dirs.append((name, first.mode))
+            elif first.kind == "link":
+                links.append((name, first.link))
+            else:
+                continue
+            del names[name]
+        if dirs or links:
+            await asyncio.to_thread(make_tree, self.root, dirs, links)
 
     # -- choosing a version -------------------------------------------------------------
 

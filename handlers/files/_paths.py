@@ -15,6 +15,7 @@ import glob
 import os
 import shutil
 import stat
+from dataclasses import dataclass, field
 
 from megabus.bus.errors import CommandError
 from megabus.handlers.model.paths import bounded_path
@@ -77,6 +78,32 @@ def inside(root: str, path: str) -> bool:
     return real == real_root or real.startswith(real_root + os.sep)
 
 
+def servable(root: str, path: str) -> bool:
+    """A regular file below ``root`` that is no symbolic link (blocking)."""
+    return not os.path.islink(path) and inside(root, path)
+
+
+def make_tree(root: str, dirs: list[tuple[str, int]], links: list[tuple[str, str]]) -> None:
+    """Create ``dirs`` (name, mode) and ``links`` (name, target) below ``root`` (blocking).
+
+    What exists is left alone; nothing is made through a directory that
+    resolves outside ``root``.
+    """
+    for name, mode in sorted(dirs, key=lambda d: d[0].count("/")):
+        path = os.path.join(root, name)
+        if not inside(root, os.path.dirname(path)) or os.path.lexists(path):
+            continue
+        os.makedirs(path, exist_ok=True)
+        os.chmod(path, mode & 0o7777)
+    for name, target in links:
+        path = os.path.join(root, name)
+        parent = os.path.dirname(path)
+        if not inside(root, parent) or os.path.lexists(path):
+            continue
+        os.makedirs(parent, exist_ok=True)
+        os.symlink(target, path)
+
+
 def rfc3339(ts: float) -> str:
     """Go's ``time.RFC3339`` of a local timestamp (``Z`` for UTC)."""
     when = datetime.datetime.fromtimestamp(int(ts)).astimezone()
@@ -114,19 +141,43 @@ def list_files(root: str, path: str, recursive: bool) -> list[list[str]]:
     return rows
 
 
-def matching_files(root: str, path: str) -> list[str]:
-    """Every regular file that ``path`` (a file, directory or glob) names, relative
-    to ``root``; transfers' temporary files and what resolves outside ``root`` left out."""
-    out: list[str] = []
+@dataclass
+class Tree:
+    """What a path names below a root, relative to it: directories (so that empty
+    ones travel too), symbolic links (kept as links, never followed) and files."""
+
+    dirs: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+
+def matching_tree(root: str, path: str) -> Tree:
+    """Everything ``path`` (a file, directory or glob) names below ``root`` (blocking).
+
+    Transfers' temporary files are left out, and so is anything whose
+    directory resolves outside ``root``.
+    """
+    tree = Tree()
+
+    def add(full: str) -> None:
+        rel = os.path.relpath(full, root)
+        if rel == "." or is_temporary(rel) or not inside(root, os.path.dirname(full)):
+            return
+        if os.path.islink(full):
+            tree.links.append(rel)
+        elif os.path.isdir(full):
+            tree.dirs.append(rel)
+        elif os.path.isfile(full):
+            tree.files.append(rel)
+
     for match in sorted(glob.glob(clean_path(root, path), include_hidden=True)):
-        if os.path.isdir(match):
+        add(match)
+        if os.path.isdir(match) and not os.path.islink(match):
             for dirpath, dirs, files in os.walk(match):
                 dirs[:] = sorted(d for d in dirs if not d.startswith(TRANSFER_PREFIX))
-                out.extend(os.path.join(dirpath, n) for n in sorted(files))
-        elif os.path.isfile(match):
-            out.append(match)
-    rels = (os.path.relpath(p, root) for p in out)
-    return [r for r in rels if not is_temporary(r) and inside(root, os.path.join(root, r))]
+                for name in [*dirs, *sorted(files)]:
+                    add(os.path.join(dirpath, name))
+    return tree
 
 
 def delete_files(root: str, path: str) -> None:

@@ -15,6 +15,7 @@ and a slow disk slows only its own requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 
@@ -34,7 +35,13 @@ from megabus.bus.messages import (
 )
 from megabus.bus.tasks import TaskSet
 from megabus.handlers.files._hash import HashIndex
-from megabus.handlers.files._paths import inside, is_temporary, matching_files, relative_name
+from megabus.handlers.files._paths import (
+    Tree,
+    is_temporary,
+    matching_tree,
+    relative_name,
+    servable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +89,9 @@ class FileServer:
             CommandError: the path leaves the files directory.
         """
         rel = relative_name(self.root, path)
-        names = await asyncio.to_thread(matching_files, self.root, rel)
-        out = []
-        for name in names:
+        tree = await asyncio.to_thread(matching_tree, self.root, rel)
+        out = await asyncio.to_thread(self._dirs_and_links, tree)
+        for name in tree.files:
             try:
                 st = await asyncio.to_thread(os.stat, os.path.join(self.root, name))
                 digest = await self.index.digest(name)
@@ -103,6 +110,18 @@ class FileServer:
                     parts=list(digest.parts),
                 )
             )
+        return out
+
+    def _dirs_and_links(self, tree: Tree) -> list[FileEntry]:
+        out = []
+        for name in tree.dirs:
+            with contextlib.suppress(OSError):
+                mode = os.stat(os.path.join(self.root, name)).st_mode & 0o7777
+                out.append(FileEntry(name=name, size=0, mode=mode, kind="dir"))
+        for name in tree.links:
+            with contextlib.suppress(OSError):
+                target = os.readlink(os.path.join(self.root, name))
+                out.append(FileEntry(name=name, size=0, kind="link", link=target))
         return out
 
     async def _on_info(self, msg: Msg) -> None:
@@ -146,7 +165,7 @@ class FileServer:
             await self._reply_error(reply, str(err))
             return
         path = os.path.join(self.root, rel)
-        if not rel or is_temporary(rel) or not inside(self.root, path):
+        if not rel or is_temporary(rel) or not servable(self.root, path):
             await self._reply_error(reply, f"{req.name}: not served")
             return
         if req.offset < 0 or req.length < 0 or req.length > MAX_CHUNK:
