@@ -18,7 +18,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from megabus.bus.errors import CommandError
-from megabus.handlers.files import PART_SIZE, delete_files, list_files, relative_name
+from megabus.handlers.files import PART_SIZE, Files, delete_files, list_files, relative_name
 from megabus.handlers.node.registry import Result, command
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ async def file_cmd(ctx: Context, cmd: Command) -> Result:
         header = ["dir", "name", "size", "modified"]
         if files.hash_files:
             header.append("hash")
-            rows = [[*r, "" if r[0] else files.hash_of(r[1])] for r in rows]
+            rows = await asyncio.to_thread(_with_hashes, files, rows)
         return ctx.table(header, rows)
     if cmd.flag("delete"):
         try:
@@ -92,6 +92,11 @@ async def file_cmd(ctx: Context, cmd: Command) -> Result:
         return ctx.table(["filename", "tempdir", "completed", "queued"], files.status())
     await files.get(name)
     return None
+
+
+def _with_hashes(files: Files, rows: list[list[str]]) -> list[list[str]]:
+    """The rows with the hash column (blocking: each hash is checked against a stat)."""
+    return [[*r, "" if r[0] else files.hash_of(r[1])] for r in rows]
 
 
 async def _stream(ctx: Context, name: str) -> Result:
