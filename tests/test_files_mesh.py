@@ -454,3 +454,21 @@ async def test_entries_naming_places_outside_the_files_directory_are_ignored(
         assert not (tmp_path / "evil").exists()
         assert not (tmp_path / "eb" / "evil").exists()
         assert state_of(c, "eb").files.transfers == {}
+
+
+async def test_gets_of_one_file_at_once_make_one_transfer(nats_url: str, tmp_path: Path) -> None:
+    async with cluster(nats_url, tmp_path, ["oa", "ob"]) as c:
+        src = files_of(c, "oa") / "disk.img"
+        await asyncio.to_thread(write_random, src, 12 * 1024 * 1024)
+        files = state_of(c, "ob").files
+        # as when several launches name one disk: every caller waits for the one transfer
+        seen: set[str] = set()
+        fetches = asyncio.gather(*(files.fetch("disk.img") for _ in range(5)))
+        while not fetches.done():
+            seen.update([p.name for p in files_of(c, "ob").glob("transfer_*")])
+            await asyncio.sleep(0.005)
+        paths = await fetches
+        assert len(seen) == 1  # one temporary directory: one transfer
+        assert set(paths) == {str(files_of(c, "ob") / "disk.img")}
+        assert (files_of(c, "ob") / "disk.img").read_bytes() == src.read_bytes()
+        assert not [p for p in files_of(c, "ob").iterdir() if p.name.startswith("transfer_")]

@@ -380,13 +380,24 @@ class Files:
         done: set[int],
         tempdir: str,
     ) -> Transfer:
-        if not tempdir:
-            tempdir = await asyncio.to_thread(
-                tempfile.mkdtemp, prefix=TRANSFER_PREFIX, dir=self.root
-            )
+        existing = self.transfers.get(name)
+        if existing is not None:
+            # two gets of one file raced through their info requests: one transfer
+            if tempdir:
+                await asyncio.to_thread(shutil.rmtree, tempdir, True)
+            return existing
+        # registered before any await, so that a racing get finds it
         t = Transfer(name=name, entry=entry, tempdir=tempdir, sources=dict(sources), done=done)
         self.transfers[name] = t
-        await asyncio.to_thread(_save, _snapshot(t))
+        try:
+            if not t.tempdir:
+                t.tempdir = await asyncio.to_thread(
+                    tempfile.mkdtemp, prefix=TRANSFER_PREFIX, dir=self.root
+                )
+            await asyncio.to_thread(_save, _snapshot(t))
+        except OSError as err:
+            del self.transfers[name]
+            raise CommandError(f"get {name}: {err.strerror or err}") from None
         self.tasks.spawn(self._run(t), name=f"get:{name}")
         return t
 
