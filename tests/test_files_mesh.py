@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -472,3 +473,37 @@ async def test_gets_of_one_file_at_once_make_one_transfer(nats_url: str, tmp_pat
         assert set(paths) == {str(files_of(c, "ob") / "disk.img")}
         assert (files_of(c, "ob") / "disk.img").read_bytes() == src.read_bytes()
         assert not [p for p in files_of(c, "ob").iterdir() if p.name.startswith("transfer_")]
+
+
+async def test_a_stopped_node_resumes_with_the_parts_it_had(
+    nats_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with cluster(nats_url, tmp_path, ["ua", "ub"]) as c:
+        src = files_of(c, "ua") / "big.img"
+        await asyncio.to_thread(write_random, src, BIG)
+        want = (await asyncio.to_thread(digest_file, str(src))).hash
+        files = state_of(c, "ub").files
+        await c.ok("ub", "file get big.img")
+        for _ in range(TRIES * 20):
+            t = files.transfers.get("big.img")
+            if t is None or t.done:
+                break
+            await asyncio.sleep(0.001)
+        assert t is not None, "the transfer ended before a part was seen"
+        had = len(t.done)
+        assert 1 <= had < 5
+        # the node stops, its transfers first (at once: no part lands after this)
+        await files.stop()
+        await c.nodes.pop("ub").stop()  # the temporary directory stays
+        caplog.set_level(logging.INFO, logger="megabus.handlers.files._engine")
+        c.nodes["ub"] = await start_node(nats_url, tmp_path, "ub")
+        got = files_of(c, "ub") / "big.img"
+        for _ in range(TRIES):
+            if got.exists():
+                break
+            await asyncio.sleep(POLL)
+        assert (await asyncio.to_thread(digest_file, str(got))).hash == want
+        resumed = [r.getMessage() for r in caplog.records if "resuming with" in r.getMessage()]
+        assert len(resumed) == 1
+        done = int(resumed[0].split("resuming with ")[1].split("/")[0])
+        assert done >= had  # the parts it had were kept (each checked against its hash)
