@@ -407,6 +407,10 @@ class Files:
                 t.queued = False
                 await self._transfer(t)
         except asyncio.CancelledError:
+            # the node is stopping: record every part that landed, to resume with them
+            # (a few hundred bytes, written at once: awaiting here could be cut short)
+            with contextlib.suppress(OSError):
+                _save(_snapshot(t))
             raise
         except Exception as err:
             text = str(err) if isinstance(err, CommandError) else f"get {t.name}: {err}"
@@ -560,13 +564,19 @@ class Files:
         if name in self.transfers:
             await asyncio.to_thread(shutil.rmtree, tempdir, True)
             return
-        offers = await self._info(name)
-        sources = {
-            n: e
-            for n, entries in offers.items()
-            for e in entries
-            if e.name == name and e.hash == state.entry.hash and e.size == state.entry.size
-        }
+        sources: dict[str, FileEntry] = {}
+        # at start the mesh may not be seen whole yet: ask again a few times
+        for delay in (0.5, 1.0, 2.0, 4.0, 0.0):
+            offers = await self._info(name)
+            sources = {
+                n: e
+                for n, entries in offers.items()
+                for e in entries
+                if e.name == name and e.hash == state.entry.hash and e.size == state.entry.size
+            }
+            if sources:
+                break
+            await asyncio.sleep(delay)
         if not sources:
             logger.error(
                 "get %s: cannot resume: no node has the version being fetched any more", name
