@@ -242,6 +242,33 @@ class FileChunkRequest(Message, tag="megabus.file.v1.chunk", kw_only=True):
     length: int
     size: int
     mtime_ns: int
+    #: The version's hash: a node still fetching that version may serve the
+    #: parts it has (2.8's ``XFER`` from any node that has the part).
+    hash: str = ""
+
+
+class FilePartQuery(Message, tag="megabus.file.v1.whohas", kw_only=True):
+    """Who has part ``part`` of version ``hash`` of ``name``? (2.8's ``WHOHAS``)
+
+    On ``mb.v1.file.whohas``; every other node answers, with ``has`` false
+    when it has not, so that the asker need not wait for silence.
+    """
+
+    name: str
+    hash: str
+    part: int
+    node: str = ""
+
+
+class FilePartHave(Message, tag="megabus.file.v1.have", kw_only=True):
+    """One node's answer to :class:`FilePartQuery`."""
+
+    node: str
+    has: bool = False
+    #: The whole file's size and mtime (what a chunk request quotes); 0 for a
+    #: node that has the part in a transfer of its own.
+    size: int = 0
+    mtime_ns: int = 0
 
 
 class FileChunk(Message, tag="megabus.file.v1.chunk_reply", kw_only=True):
@@ -370,6 +397,8 @@ __all__ = [
     "FileEntry",
     "FileInfoReply",
     "FileInfoRequest",
+    "FilePartHave",
+    "FilePartQuery",
     "Flags",
     "Heartbeat",
     "LaunchReply",

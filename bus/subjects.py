@@ -181,6 +181,10 @@ class Subjects:
         """Info requests: every node answers with what it has of a path."""
         return f"{self.root}.file.info"
 
+    def file_whohas(self) -> str:
+        """Part queries: every node says whether it has a part (2.8's WHOHAS)."""
+        return f"{self.root}.file.whohas"
+
     def node_file(self, node: str) -> str:
         """Chunk requests for the files one node serves."""
         return f"{self.root}.node.{token(node)}.file"

@@ -19,17 +19,19 @@ from natsd import free_port
 from noderecovery import MEGABUS
 
 from megabus.bus.codec import decode, encode
-from megabus.bus.errors import CommandError
+from megabus.bus.errors import BusDecodeError, CommandError
 from megabus.bus.messages import (
     ErrorReply,
     FileChunk,
     FileChunkRequest,
     FileEntry,
     FileInfoReply,
+    FilePartHave,
+    FilePartQuery,
     Heartbeat,
 )
 from megabus.bus.server import EmbeddedServer
-from megabus.handlers.files import digest_file
+from megabus.handlers.files import PART_SIZE, Transfer, digest_file
 from megabus.handlers.node.dispatch import Dispatcher
 from megabus.handlers.node.state import NodeState
 
@@ -507,3 +509,56 @@ async def test_a_stopped_node_resumes_with_the_parts_it_had(
         assert len(resumed) == 1
         done = int(resumed[0].split("resuming with ")[1].split("/")[0])
         assert done >= had  # the parts it had were kept (each checked against its hash)
+
+
+async def test_a_node_still_fetching_serves_the_parts_it_has(nats_url: str, tmp_path: Path) -> None:
+    async with cluster(nats_url, tmp_path, ["pa", "pb"]) as c:
+        src = files_of(c, "pa") / "big.img"
+        await asyncio.to_thread(write_random, src, 12 * 1024 * 1024)  # two parts
+        entry = (await state_of(c, "pa").files.server.entries("big.img"))[0]
+        # pb's own transfer of that version, with part 0 in and part 1 not yet
+        files = state_of(c, "pb").files
+        tempdir = files_of(c, "pb") / "transfer_test"
+        tempdir.mkdir()
+        data = src.read_bytes()
+        (tempdir / "data").write_bytes(data[:PART_SIZE] + bytes(len(data) - PART_SIZE))
+        t = Transfer(name="big.img", entry=entry, tempdir=str(tempdir), sources={}, done={0})
+        t.queued = False
+        files.transfers["big.img"] = t
+        bus = c.client
+
+        async def has(part: int) -> list[FilePartHave]:
+            query = FilePartQuery(name="big.img", hash=entry.hash, part=part, node="client")
+            inbox = bus.nc.new_inbox()
+            got: list[FilePartHave] = []
+
+            async def keep(msg: Msg) -> None:
+                got.append(decode(msg.data, FilePartHave))
+
+            sub = await bus.nc.subscribe(inbox, cb=keep)
+            await bus.publish(bus.subjects.file_whohas(), query, reply=inbox)
+            for _ in range(TRIES):
+                if len(got) == 2:
+                    break
+                await asyncio.sleep(POLL)
+            await sub.unsubscribe()
+            return sorted(got, key=lambda h: h.node)
+
+        # 2.8's WHOHAS: pa has the whole file, pb part 0 only
+        assert [(h.node, h.has) for h in await has(0)] == [("pa", True), ("pb", True)]
+        assert [(h.node, h.has) for h in await has(1)] == [("pa", True), ("pb", False)]
+
+        async def chunk(part: int) -> bytes | str:
+            req = FileChunkRequest(
+                name="big.img", offset=part * PART_SIZE, length=4096, size=0, mtime_ns=0,
+                hash=entry.hash,
+            )  # fmt: skip
+            reply = await bus.nc.request(bus.subjects.node_file("pb"), encode(req)[0], timeout=10)
+            try:
+                return decode(reply.data, FileChunk).data
+            except BusDecodeError:
+                return decode(reply.data, ErrorReply).error
+
+        assert await chunk(0) == data[:4096]
+        assert await chunk(1) == "big.img: part not here"
+        del files.transfers["big.img"]

@@ -42,6 +42,8 @@ from megabus.bus.messages import (
     FileEntry,
     FileInfoReply,
     FileInfoRequest,
+    FilePartHave,
+    FilePartQuery,
 )
 from megabus.bus.tasks import TaskSet
 from megabus.handlers.files._hash import (
@@ -74,6 +76,8 @@ PARTS_AT_ONCE = 4
 MAX_ATTEMPTS = 3
 #: Seconds an info request waits for the live nodes that have not answered (2.8: 30).
 INFO_TIMEOUT = 30.0
+#: Seconds a part query waits for the live nodes' answers.
+WHOHAS_TIMEOUT = 1.0
 #: Seconds one chunk request waits.
 CHUNK_TIMEOUT = 15.0
 #: Largest chunk asked for: with a few parts in flight per file and
@@ -149,6 +153,7 @@ class Files:
         self.hash_files = hash_files
         self.index = HashIndex(root)
         self.server = FileServer(node, root, self.index)
+        self.server.partial = self._partial
         #: ``http(s)://`` and ``tar:`` arguments.
         self.web = WebSources(root)
         self.tasks = TaskSet(f"files:{node}")
@@ -461,27 +466,86 @@ class Files:
 
     async def _fetch_part(self, t: Transfer, fd: int, part: int) -> None:
         last = ""
+        failed: set[str] = set()
         for _attempt in range(MAX_ATTEMPTS):
-            if not t.sources:
-                await self._refresh_sources(t)
-            if not t.sources:
-                last = last or "no node has it any more"
-                break
-            node = random.choice(list(t.sources))
+            # 2.8's WHOHAS: any node with the part serves it, whole copy or not
+            holders = {n: h for n, h in (await self._whohas(t, part)).items() if n not in failed}
+            if holders:
+                node = random.choice(list(holders))
+                size, mtime_ns = holders[node].size, holders[node].mtime_ns
+            else:
+                if not t.sources:
+                    await self._refresh_sources(t)
+                if not t.sources:
+                    last = last or "no node has it any more"
+                    break
+                node = random.choice(list(t.sources))
+                size, mtime_ns = t.sources[node].size, t.sources[node].mtime_ns
             try:
-                await self._fetch_from(t, fd, part, node)
+                await self._fetch_from(t, fd, part, node, size, mtime_ns)
                 return
             except _PartError as err:
                 last = str(err)
                 logger.warning("get %s: part %d from %s: %s", t.name, part, node, err)
+                failed.add(node)
                 t.sources.pop(node, None)
         raise CommandError(f"get {t.name}: part {part}: {last}")
 
-    async def _fetch_from(self, t: Transfer, fd: int, part: int, node: str) -> None:
+    async def _whohas(self, t: Transfer, part: int) -> dict[str, FilePartHave]:
+        """The live nodes that say they have ``part`` of ``t``'s version."""
+        bus = self._bus
+        if bus is None:
+            return {}
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def on_reply(msg: Msg) -> None:
+            queue.put_nowait(msg.data)
+
+        found: dict[str, FilePartHave] = {}
+        replied: set[str] = set()
+        try:
+            sub = await bus.nc.subscribe(inbox := bus.nc.new_inbox(), cb=on_reply)
+        except nats.errors.Error:
+            return {}
+        try:
+            query = FilePartQuery(name=t.name, hash=t.entry.hash, part=part, node=self.node)
+            await bus.publish(bus.subjects.file_whohas(), query, reply=inbox)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + WHOHAS_TIMEOUT
+            while (left := deadline - loop.time()) > 0:
+                if not set(self._peers()) - {self.node} - replied:
+                    break
+                try:
+                    raw = await asyncio.wait_for(queue.get(), left)
+                except TimeoutError:
+                    break
+                try:
+                    have = decode(raw, FilePartHave)
+                except BusDecodeError:
+                    continue
+                replied.add(have.node)
+                if have.has:
+                    found[have.node] = have
+        except BusError as err:
+            logger.debug("get %s: part query: %s", t.name, err)
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+        return found
+
+    def _partial(self, name: str, hash_: str) -> tuple[str, frozenset[int]] | None:
+        """What :class:`FileServer` serves of this node's own transfer of a version."""
+        t = self.transfers.get(name)
+        if t is None or t.entry.hash != hash_ or not t.tempdir or t.queued:
+            return None
+        return os.path.join(t.tempdir, DATA_FILE), frozenset(t.done)
+
+    async def _fetch_from(
+        self, t: Transfer, fd: int, part: int, node: str, size: int, mtime_ns: int
+    ) -> None:
         bus = self._bus
         if bus is None:
             raise _PartError("not connected")
-        src = t.sources[node]
         start = part * PART_SIZE
         end = min(t.entry.size, start + PART_SIZE)
         chunk = _chunk_size(bus.nc.max_payload)
@@ -490,7 +554,12 @@ class Files:
         while offset < end:
             length = min(chunk, end - offset)
             req = FileChunkRequest(
-                name=t.name, offset=offset, length=length, size=src.size, mtime_ns=src.mtime_ns
+                name=t.name,
+                offset=offset,
+                length=length,
+                size=size,
+                mtime_ns=mtime_ns,
+                hash=t.entry.hash,
             )
             try:
                 reply = await bus.request(

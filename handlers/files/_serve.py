@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -32,9 +33,11 @@ from megabus.bus.messages import (
     FileEntry,
     FileInfoReply,
     FileInfoRequest,
+    FilePartHave,
+    FilePartQuery,
 )
 from megabus.bus.tasks import TaskSet
-from megabus.handlers.files._hash import HashIndex
+from megabus.handlers.files._hash import PART_SIZE, HashIndex
 from megabus.handlers.files._paths import (
     Tree,
     is_temporary,
@@ -50,6 +53,14 @@ MAX_READS = 8
 #: Largest chunk served, whatever a request asks.
 MAX_CHUNK = 4 * 1024 * 1024
 
+#: ``partial(name, hash)``: the data file and the parts done of this node's own
+#: transfer of that version, if it runs one.
+Partial = Callable[[str, str], tuple[str, frozenset[int]] | None]
+
+
+def _no_partial(_name: str, _hash: str) -> tuple[str, frozenset[int]] | None:
+    return None
+
 
 class FileServer:
     """Answers other nodes' info and chunk requests for the files under ``root``."""
@@ -62,12 +73,15 @@ class FileServer:
         self._reads = asyncio.Semaphore(MAX_READS)
         self._bus: Bus | None = None
         self._subs: list[Subscription] = []
+        #: Parts of this node's running transfers, which it serves too.
+        self.partial: Partial = _no_partial
 
     async def start(self, bus: Bus) -> None:
         self._bus = bus
         self._subs = [
             await bus.nc.subscribe(bus.subjects.file_info(), cb=self._on_info),
             await bus.nc.subscribe(bus.subjects.node_file(self.node), cb=self._on_chunk),
+            await bus.nc.subscribe(bus.subjects.file_whohas(), cb=self._on_whohas),
         ]
 
     async def stop(self) -> None:
@@ -145,6 +159,34 @@ class FileServer:
             return
         await self._reply(reply, FileInfoReply(node=self.node, files=files))
 
+    # -- parts --------------------------------------------------------------------------
+
+    async def _on_whohas(self, msg: Msg) -> None:
+        if not msg.reply:
+            return
+        try:
+            req = decode(msg.data, FilePartQuery)
+        except BusDecodeError as err:
+            await self._reply_error(msg.reply, f"bad part query: {err}")
+            return
+        if req.node == self.node:
+            return
+        self.tasks.spawn(self._answer_whohas(req, msg.reply), name="whohas")
+
+    async def _answer_whohas(self, req: FilePartQuery, reply: str) -> None:
+        have = FilePartHave(node=self.node)
+        mine = self.partial(req.name, req.hash)
+        if mine is not None:
+            have.has = req.part in mine[1]
+        elif not is_temporary(req.name) and self.index.known(req.name) == req.hash:
+            # a whole copy this node has hashed (it answered an info request for it)
+            with contextlib.suppress(OSError):
+                st = await asyncio.to_thread(os.stat, os.path.join(self.root, req.name))
+                have = FilePartHave(
+                    node=self.node, has=True, size=st.st_size, mtime_ns=st.st_mtime_ns
+                )
+        await self._reply(reply, have)
+
     # -- chunks -------------------------------------------------------------------------
 
     async def _on_chunk(self, msg: Msg) -> None:
@@ -171,6 +213,13 @@ class FileServer:
         if req.offset < 0 or req.length < 0 or req.length > MAX_CHUNK:
             await self._reply_error(reply, f"{req.name}: bad range {req.offset}+{req.length}")
             return
+        mine = self.partial(rel, req.hash) if req.hash else None
+        if mine is None and req.hash and not req.size and self.index.known(rel) == req.hash:
+            # asked of a transfer that has finished here since: the whole file is that version
+            mine = (path, frozenset(range(-(-(req.offset + req.length) // PART_SIZE))))
+        if mine is not None:
+            await self._answer_from_transfer(req, reply, mine)
+            return
         async with self._reads:
             try:
                 data = await asyncio.to_thread(_read_chunk, path, req)
@@ -182,9 +231,25 @@ class FileServer:
                 return
             await self._reply(reply, FileChunk(data=data))
 
+    async def _answer_from_transfer(
+        self, req: FileChunkRequest, reply: str, mine: tuple[str, frozenset[int]]
+    ) -> None:
+        data_path, done = mine
+        first, last = req.offset // PART_SIZE, (req.offset + max(req.length, 1) - 1) // PART_SIZE
+        if not all(p in done for p in range(first, last + 1)):
+            await self._reply_error(reply, f"{req.name}: part not here")
+            return
+        async with self._reads:
+            try:
+                data = await asyncio.to_thread(_pread, data_path, req.offset, req.length)
+            except OSError as err:
+                await self._reply_error(reply, f"{req.name}: {err.strerror or err}")
+                return
+            await self._reply(reply, FileChunk(data=data))
+
     # -- replies ------------------------------------------------------------------------
 
-    async def _reply(self, subject: str, msg: FileInfoReply | FileChunk) -> None:
+    async def _reply(self, subject: str, msg: FileInfoReply | FileChunk | FilePartHave) -> None:
         bus = self._bus
         if bus is None:
             return
@@ -205,6 +270,14 @@ class FileServer:
             await bus.nc.publish(subject, data, headers=headers)
         except nats.errors.Error as err:
             logger.debug("files: error reply failed: %s", err)
+
+
+def _pread(path: str, offset: int, length: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
 
 
 class _ChangedError(Exception):
