@@ -5,7 +5,8 @@ on ``mb.v1.file.info``), picks the version to fetch as 2.8's ``Files.use``
 does (``-headnode``, ``-hashfiles``, else the first to answer), and queues
 one transfer per file. At most :data:`QUEUE_LEN` files transfer at once;
 each file's parts of 10 MiB are fetched in random order, a few at a time,
-each from a random node that has the same version (same hash), chunk by
+each from a random node that says it has that part of the same version
+(2.8's ``WHOHAS``: a whole copy, or a node still fetching it), chunk by
 chunk into a sparse file in ``<files>/transfer_XXXX/``. A part is checked
 against its hash as it completes (a corrupt or failed part is fetched again
 from another node, at most :data:`MAX_ATTEMPTS` times), and the whole file
