@@ -191,6 +191,92 @@ class Event(Message, tag="megabus.event.v1", kw_only=True):
     ts: float = 0.0
 
 
+# --- files (2.8's iomeshage) ----------------------------------------------------
+
+
+class FileEntry(msgspec.Struct, kw_only=True):
+    """One file a node serves, as an info reply names it (2.8's INFO answer)."""
+
+    #: Path relative to the files directory.
+    name: str
+    size: int
+    #: Permission bits (2.8 preserves them).
+    mode: int = 0o644
+    #: Modification time in nanoseconds: with ``size``, what the part requests
+    #: quote so that a source refuses to serve a file that changed since.
+    mtime_ns: int = 0
+    #: murmur3-64 of the whole file, hex (2.8's ``-hashfiles`` hash).
+    hash: str = ""
+    #: murmur3-64 of each part of ``PART_SIZE`` bytes, in order.
+    parts: list[str] = []
+    #: ``file``, ``dir`` (created, so that empty directories travel) or ``link``.
+    kind: str = "file"
+    #: A link's target, as it is (never followed).
+    link: str = ""
+
+
+class FileInfoRequest(Message, tag="megabus.file.v1.info", kw_only=True):
+    """Who has ``path`` (a file, a directory or a glob)? On ``mb.v1.file.info``, to every node."""
+
+    path: str
+    #: The asking node, which does not answer itself.
+    node: str = ""
+
+
+class FileInfoReply(Message, tag="megabus.file.v1.info_reply", kw_only=True):
+    """One node's answer: the files it has under ``path`` (none: it has nothing)."""
+
+    node: str
+    files: list[FileEntry] = []
+
+
+class FileChunkRequest(Message, tag="megabus.file.v1.chunk", kw_only=True):
+    """Bytes ``[offset, offset+length)`` of a file, on ``mb.v1.node.<node>.file``.
+
+    ``size`` and ``mtime_ns`` are what the info reply said: a source whose
+    file has changed since answers with an error instead of other bytes.
+    """
+
+    name: str
+    offset: int
+    length: int
+    size: int
+    mtime_ns: int
+    #: The version's hash: a node still fetching that version may serve the
+    #: parts it has (2.8's ``XFER`` from any node that has the part).
+    hash: str = ""
+
+
+class FilePartQuery(Message, tag="megabus.file.v1.whohas", kw_only=True):
+    """Who has part ``part`` of version ``hash`` of ``name``? (2.8's ``WHOHAS``)
+
+    On ``mb.v1.file.whohas``; every other node answers, with ``has`` false
+    when it has not, so that the asker need not wait for silence.
+    """
+
+    name: str
+    hash: str
+    part: int
+    node: str = ""
+
+
+class FilePartHave(Message, tag="megabus.file.v1.have", kw_only=True):
+    """One node's answer to :class:`FilePartQuery`."""
+
+    node: str
+    has: bool = False
+    #: The whole file's size and mtime (what a chunk request quotes); 0 for a
+    #: node that has the part in a transfer of its own.
+    size: int = 0
+    mtime_ns: int = 0
+
+
+class FileChunk(Message, tag="megabus.file.v1.chunk_reply", kw_only=True):
+    """The bytes of one chunk (base64 in the JSON encoding)."""
+
+    data: bytes
+
+
 # --- scheduler ------------------------------------------------------------------
 
 
@@ -373,6 +459,13 @@ __all__ = [
     "CommandWorking",
     "ErrorReply",
     "Event",
+    "FileChunk",
+    "FileChunkRequest",
+    "FileEntry",
+    "FileInfoReply",
+    "FileInfoRequest",
+    "FilePartHave",
+    "FilePartQuery",
     "Flags",
     "Heartbeat",
     "LaunchReply",

@@ -180,6 +180,19 @@ class Subjects:
         """Pipe writes for one node: the host of a pipe's ``via``."""
         return f"{self.root}.node.{token(node)}.pipe"
 
+    # files (2.8's iomeshage)
+    def file_info(self) -> str:
+        """Info requests: every node answers with what it has of a path."""
+        return f"{self.root}.file.info"
+
+    def file_whohas(self) -> str:
+        """Part queries: every node says whether it has a part (2.8's WHOHAS)."""
+        return f"{self.root}.file.whohas"
+
+    def node_file(self, node: str) -> str:
+        """Chunk requests for the files one node serves."""
+        return f"{self.root}.node.{token(node)}.file"
+
     # JetStream names (streams, buckets: [A-Za-z0-9_-] only)
     def bucket(self, name: str) -> str:
         """A KV bucket or stream name of this prefix, e.g. ``mb_vlans``."""

@@ -86,6 +86,8 @@ NODE_FLAGS: dict[str, tuple[str, bool]] = {
     "tls-server-key": ("tls_server_key", True),
     "config": ("config", True),
     "recover": ("recover", False),
+    "hashfiles": ("hash_files", False),
+    "hash-files": ("hash_files", False),
     "v": ("verbose", False),
     "verbose": ("verbose", False),
     "h": ("help", False),

@@ -73,7 +73,7 @@ client flags:
   -tls-cert FILE    client certificate, -tls-key FILE its key (MEGABUS_TLS_CERT, _KEY)
 
 node flags: -name -nats -base -filepath -prefix -vlanrange -heartbeat -level
-  -logfile -log-node (-headnode) -nats-port -accel -config -recover -max-requests
+  -logfile -log-node (-headnode) -nats-port -accel -config -recover -hashfiles -max-requests
   -max-waiting -credentials -tls-ca -tls-cert -tls-key -tls-server-cert -tls-server-key
 """
 

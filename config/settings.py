@@ -57,6 +57,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename=
     verbose: bool = True
     #: Node that receives this node's log records (minimega ``-headnode`` for logs).
     log_node: str = ""
+    #: Hash every file under the files directory and keep the hashes current
+    #: (minimega ``-hashfiles``): ``file list`` gains a ``hash`` column and
+    #: transfers prefer the newest version (with ``log-node``: the head node's).
+    hash_files: bool = False
     #: Port of the embedded nats-server when the node starts one.
     nats_port: int = 4222
     #: Seconds a client waits for a node's reply before giving up (idle time).

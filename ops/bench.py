@@ -25,6 +25,10 @@ processes with temporary bases, then measures:
 * ``client``: ``megabus.client``'s connect (schema fetched, methods made),
   and a generated method's round trip next to ``Bus.command``'s, on a node
   with its own secured server (``--client-roundtrips``).
+* ``files``: one node's file of ``--files-mb`` MB (1 GB) fetched by three
+  other nodes at once with ``file get`` (aggregate MB/s, every node's peak
+  resident memory during the transfer), and the murmur3-64 hash time of
+  ``--files-hash-mb`` MB (0 skips them).
 
 Every loop is bounded; run it with the repo's venv: ``.venv/bin/python ops/bench.py``.
 """
@@ -49,6 +53,7 @@ from typing import Any
 from megabus.bus.connection import Bus
 from megabus.bus.security import TlsFiles, ensure_local_credentials, server_users
 from megabus.bus.server import EmbeddedServer, ServerTLS
+from megabus.handlers.files import digest_file
 
 BIN = Path(sys.executable).parent
 MEGABUS = str(BIN / "megabus")
@@ -292,6 +297,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         **(await security_bench(args.security_roundtrips, 20, 25)),
         **(await fuzz_bench(args.fuzz_cases)),
         **(await client_bench(args.client_roundtrips)),
+        **(await files_bench(args.files_mb, args.files_hash_mb)),
     }
 
 
@@ -1122,6 +1128,88 @@ async def client_bench(runs: int) -> dict[str, object]:
     }
 
 
+# --- files across the cluster (issue 11) -------------------------------------------------
+
+
+async def _transfers_left(bus: Bus, node: str) -> int:
+    replies = await bus.command(node, "file status", idle_timeout=30)
+    return sum(len(r.tabular or []) for rep in replies for r in rep.responses)
+
+
+async def files_bench(mb: int, hash_mb: int) -> dict[str, object]:
+    """``file get`` of one node's ``mb`` MB file by three nodes at once; hash time."""
+    out: dict[str, object] = {}
+    if hash_mb:
+        with tempfile.TemporaryDirectory(prefix="megabus-bench-hash-") as tmp:
+            path = Path(tmp) / "h"
+            await asyncio.to_thread(_random_file, path, hash_mb)
+            t0 = time.perf_counter()
+            await asyncio.to_thread(digest_file, str(path))
+            took = time.perf_counter() - t0
+            out["files_hash_s"] = round(took, 2)
+            out["files_hash_mb"] = hash_mb
+            out["files_hash_mb_per_s"] = round(hash_mb / took, 1)
+    if not mb:
+        return out
+    with tempfile.TemporaryDirectory(prefix="megabus-bench-files-") as tmp:
+        root = Path(tmp)
+        server = EmbeddedServer(root / "nats", port=0)
+        await server.start()
+        url = server.client_url
+        names = ["fsrc", "fget1", "fget2", "fget3"]
+        procs: dict[str, asyncio.subprocess.Process] = {}
+        try:
+            for name in names:
+                procs[name] = await start_node(name, url, root / name)
+            src = root / "fsrc" / "files" / "big.img"
+            src.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(_random_file, src, mb)
+            await asyncio.sleep(3)  # settle: every node sees the others
+            bus = await Bus.connect([url], name="bench-files")
+            try:
+                # the source hashes its file on the first info request: not part of the rate
+                await asyncio.to_thread(digest_file, str(src))
+                peak = dict.fromkeys(names, 0.0)
+                t0 = time.perf_counter()
+                await asyncio.gather(
+                    *(bus.command(n, "file get big.img", idle_timeout=120) for n in names[1:])
+                )
+                for _ in range(36000):  # one hour at most
+                    for n in names:
+                        peak[n] = max(peak[n], rss_mb(procs[n].pid))
+                    left = [await _transfers_left(bus, n) for n in names[1:]]
+                    done = [(root / n / "files" / "big.img").exists() for n in names[1:]]
+                    if not any(left) and all(done):
+                        break
+                    await asyncio.sleep(0.1)
+                elapsed = time.perf_counter() - t0
+            finally:
+                await bus.close()
+            want = digest_file(str(src)).hash
+            for n in names[1:]:
+                got = digest_file(str(root / n / "files" / "big.img")).hash
+                if got != want:
+                    raise SystemExit(f"bench: {n} got a different file ({got} != {want})")
+            out.update(
+                files_transfer_mb=mb,
+                files_fetchers=3,
+                files_transfer_s=round(elapsed, 2),
+                files_aggregate_mb_per_s=round(3 * mb / elapsed, 1),
+                files_node_peak_rss_mb=peak,
+            )
+        finally:
+            for proc in procs.values():
+                if proc.returncode is None:
+                    proc.terminate()
+                    try:
+                        await asyncio.wait_for(proc.wait(), 10)
+                    except TimeoutError:
+                        proc.kill()
+                        await proc.wait()
+            await server.stop()
+    return out
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--oneshot-runs", type=int, default=30)
@@ -1158,6 +1246,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--client-roundtrips", type=int, default=300, help="typed client calls (0: none)"
     )
+    parser.add_argument(
+        "--files-mb", type=int, default=1024, help="file fetched by 3 nodes (0: no files bench)"
+    )
+    parser.add_argument("--files-hash-mb", type=int, default=1024, help="MB hashed (0: none)")
     return parser.parse_args()
 
 

@@ -22,7 +22,7 @@ packages=(
     openssh-server openssh-client binutils
     bird2 isc-dhcp-client dnsutils net-tools procps kmod
     openssl
-    fuse3
+    fuse3 e2fsprogs
 )
 
 sudo=""

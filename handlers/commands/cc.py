@@ -236,9 +236,35 @@ def _send_files(srv: CcServer, names: list[str]) -> list[str]:
     return out
 
 
+def _send_candidates(root: str, namespace: str, name: str) -> list[str]:
+    """The names under ``root`` that ``cc send <name>`` may mean, the namespace's first."""
+    ns_rel = os.path.relpath(responses.base_dir(root, namespace), root)
+    f = os.path.normpath(name)
+    if ".." in f.split(os.sep):
+        return []  # refused by _send_files with 2.8's text
+    if os.path.isabs(f):
+        return [f] if f.startswith(os.path.normpath(root) + os.sep) else []
+    return [os.path.join(ns_rel, f), f] if ns_rel != "." else [f]
+
+
+async def _fetch_for_send(ctx: Context, srv: CcServer, names: list[str]) -> None:
+    """2.8 fetches each file from the mesh first, the namespace's copy before the root's."""
+    files = ctx.state.files
+    for name in names:
+        for cand in _send_candidates(files.root, srv.namespace, name):
+            try:
+                await files.fetch(cand)
+            except CommandError as err:
+                if str(err).endswith("file not found"):
+                    continue
+                raise
+            break
+
+
 @command("cc <send,> <file>...", short="send files to agents")
 async def cc_send(ctx: Context, cmd: Command) -> Result:
     srv = await server(ctx)
+    await _fetch_for_send(ctx, srv, cmd.items("file"))
     files = await asyncio.to_thread(_send_files, srv, cmd.items("file"))
     return await _create(ctx, wire.Command(id=0, files_send=files))
 

@@ -2,20 +2,27 @@
 
 Relative image names live in the files directory (minimega ``-filepath``), as
 in 2.8. ``disk snapshot`` passes the backing format (``-F``), which newer
-qemu-img requires (2.8's #1506). ``disk inject`` needs nbd and mounts, which
-this node does not do yet; it answers with a clear error.
+qemu-img requires (2.8's #1506). ``disk inject`` writes into an ext2/3/4
+partition without nbd or a mount (:mod:`megabus.handlers.disks`); the image
+and the sources are fetched from the cluster first, and relative sources
+are taken from the files directory. Its ``options`` were ``mount(8)``'s: a
+``-t`` naming a filesystem other than ext2/3/4 is refused, the rest do not
+apply to a write without a mount and are ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
+import shlex
 import tempfile
 from typing import TYPE_CHECKING
 
 from megabus.bus.errors import CommandError
+from megabus.handlers.disks import inject, parse_image, parse_pairs
 from megabus.handlers.node.registry import Result, command
 from megabus.handlers.vms import image_format, run_tool
 
@@ -70,7 +77,32 @@ async def disk(ctx: Context, cmd: Command) -> Result:
             str(out.get("backing-filename", "")),
         ]
         return ctx.table(["image", "format", "virtualsize", "disksize", "backingfile"], [row])
-    raise CommandError("disk inject is not supported on this node yet (needs nbd)")
+    return await _inject(ctx, cmd)
+
+
+async def _inject(ctx: Context, cmd: Command) -> Result:
+    image, partition = parse_image(cmd.arg("image"))
+    image = image_path(ctx, image)
+    pairs = parse_pairs(cmd.items("files"))
+    options = cmd.arg("options")
+    if options:
+        try:
+            words = shlex.split(options)
+        except ValueError as err:
+            raise CommandError(f"[image {image}] options: {err}") from None
+        for kind, value in itertools.pairwise(words):
+            if kind == "-t" and value not in ("ext2", "ext3", "ext4", "auto"):
+                raise CommandError(
+                    f"[image {image}] {value}: only ext2/3/4 filesystems can be written"
+                )
+        logger.info("disk inject %s: mount options %r do not apply without a mount", image, words)
+    files = ctx.state.files
+    await files.fetch_served(image)
+    sources: dict[str, str] = {}
+    for dst, src in pairs.items():
+        sources[dst] = await files.fetch_served(image_path(ctx, src))
+    await inject(image, partition, sources, os.path.join(ctx.state.settings.base, "inject"))
+    return None
 
 
 async def _snapshot(ctx: Context, image: str, dst: str) -> Result:

@@ -26,7 +26,7 @@ from megabus.handlers.language.grammar import Grammar
 from megabus.handlers.language.render import render
 from megabus.handlers.node import fanout, registry
 from megabus.handlers.node.context import Context
-from megabus.handlers.node.preprocess import preprocess
+from megabus.handlers.node.preprocess import preprocess_and_fetch
 from megabus.handlers.node.registry import Handler, Result
 
 if TYPE_CHECKING:
@@ -206,7 +206,9 @@ class Dispatcher:
         result: Result
         try:
             if cmd.preprocess:
-                preprocess(cmd, self.state.settings.files_dir)
+                await preprocess_and_fetch(
+                    cmd, self.state.files, self.bus, self.state.status_frequency
+                )
             if fanout.spreads(handler, cmd):
                 result = await fanout.spread(
                     ctx, cmd, handler.kind, lambda: self._run_local(handler, cmd, ctx)

@@ -9,7 +9,8 @@ came) is never stopped, and stops run in the reverse order of starts:
 2. lifecycle events to the bus;
 3. log records to the bus for a log node (``-log-node``, ``log mesh``), then
    pipes on the bus (stopped after cc, whose agents read and write them;
-   stopping kills the ``plumb`` pipelines' programs);
+   stopping kills the ``plumb`` pipelines' programs), then the files
+   (serving, transfers resumed from the last run, ``-hashfiles``' index);
 4. ``optimize`` (KSM restored at stop), ``background`` processes (killed
    at stop) and host dnsmasq servers;
 5. cc on the bus, after ``-recover`` has adopted what a killed node left
@@ -54,6 +55,7 @@ async def serving(state: NodeState, bus: Bus) -> AsyncIterator[None]:
         _events(state, bus, stack)
         await _mesh_logging(state, bus, stack)
         await _pipes(state, bus, stack)
+        await _files(state, bus, stack)
         # 2.8's teardown gives the host its KSM values back (after the VMs are gone)
         stack.push_async_callback(asyncio.to_thread, state.optimize.close)
         stack.push_async_callback(state.background.aclose)
@@ -127,6 +129,14 @@ async def _pipes(state: NodeState, bus: Bus, stack: contextlib.AsyncExitStack) -
 
     await state.pipes.start(bus, peers)
     stack.push_async_callback(state.pipes.stop)
+
+
+async def _files(state: NodeState, bus: Bus, stack: contextlib.AsyncExitStack) -> None:
+    def peers() -> list[str]:
+        return state.membership.live() if state.membership is not None else [state.name]
+
+    await state.files.start(bus, peers)
+    stack.push_async_callback(state.files.stop)
 
 
 async def _stop_captures(state: NodeState) -> None:

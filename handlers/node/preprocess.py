@@ -1,18 +1,24 @@
-"""minimega's argument preprocessor: ``$VAR``, ``${VAR}`` and ``file:``.
+"""minimega's argument preprocessor: ``$VAR``, ``${VAR}``, ``file:``, ``tar:``, URLs.
 
 Runs on every string and list argument of a command before its handler
 (unless ``.preprocess false``). Environment variables expand exactly as Go's
 ``os.ExpandEnv`` does (unset variables become empty, ``${}`` is eaten), since
 scripts such as the compat tests' ``$images/minicccfs`` depend on it.
-``file:<path>`` becomes the absolute path under the node's file root.
+``file:<path>`` becomes the absolute path under the node's file root
+(:func:`preprocess_and_fetch`, what the node runs, fetches it from the
+cluster first); ``tar:<file>`` the directory its tarball unpacks to;
+``http(s)://...`` the downloaded file under the file root.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
+from megabus.bus.connection import Bus
+from megabus.handlers.files import Files
 from megabus.handlers.language.command import Command
+from megabus.handlers.node.progress import Progress
 
 _SPECIAL = set("*#$@!?-0123456789")
 
@@ -77,3 +83,56 @@ def preprocess(
         cmd.string_args[key] = fn(val, files_dir)
     for key, vals in cmd.list_args.items():
         cmd.list_args[key] = [fn(v, files_dir) for v in vals]
+
+
+async def preprocess_and_fetch(
+    cmd: Command, files: Files, bus: Bus | None, frequency: float
+) -> None:
+    """:func:`preprocess`, fetching what ``file:``, ``tar:`` and URLs name first.
+
+    A download reports its progress as status updates (topic ``download``).
+
+    Raises:
+        CommandError: a file is nowhere in the cluster, a transfer or download
+            failed, or a tarball is not one directory.
+    """
+    reports: list[Progress] = []
+
+    def report(url: str) -> Callable[[int, int | None], None]:
+        p = Progress(bus, files.node, "download", frequency)
+        p.start()
+        reports.append(p)
+
+        def update(done: int, total: int | None) -> None:
+            mb = done / (1 << 20)
+            if total:
+                p.update(f"downloading {url}: {mb:.1f}/{total / (1 << 20):.1f} MB", done / total)
+            else:
+                p.update(f"downloading {url}: {mb:.1f} MB")
+
+        return update
+
+    async def value(text: str) -> str:
+        text = expand_env(text)
+        if text.startswith("file:") and not text.startswith("file://"):
+            return await files.fetch(text[len("file:") :])
+        if text.startswith("tar:"):
+            name = text[len("tar:") :]
+            local = name if os.path.isabs(name) else await files.fetch(name)
+            return await files.web.untar(local)
+        if text.startswith(("http://", "https://")):
+            return await files.web.download(text, report(text))
+        return text
+
+    try:
+        await _each(cmd, value)
+    finally:
+        for p in reports:
+            await p.finish()
+
+
+async def _each(cmd: Command, fn: Callable[[str], Awaitable[str]]) -> None:
+    for key, val in list(cmd.string_args.items()):
+        cmd.string_args[key] = await fn(val)
+    for key, vals in list(cmd.list_args.items()):
+        cmd.list_args[key] = [await fn(v) for v in vals]

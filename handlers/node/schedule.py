@@ -38,6 +38,7 @@ from megabus.bus.codec import decode
 from megabus.bus.errors import BusDecodeError, BusError, CommandError
 from megabus.bus.messages import CommandRequest, LaunchReply, LaunchRequest, Response
 from megabus.bus.tasks import TaskSet
+from megabus.handlers.files import fetch_vm_files
 from megabus.handlers.model.config import VMConfig
 from megabus.handlers.model.vm import QueuedVMs, VMType
 from megabus.handlers.node import fanout, hoststats
@@ -306,12 +307,29 @@ async def launch_here(ctx: Context, queued: list[QueuedVMs]) -> list[str]:
     """Launch ``queued`` on this node (with a status update of the progress); the errors."""
     if not any(q.names for q in queued):
         return []
+    errors: list[str] = []
+    ready: list[QueuedVMs] = []
+    async with progress(ctx, "file get") as fp:
+
+        def fetched(name: str, done: int, total: int) -> None:
+            fp.update(f"{name}: {done}/{total} parts", done / total if total else 1.0)
+
+        for q in queued:
+            # 2.8 fetches what a VM names before it launches, on the host it lands on
+            try:
+                await fetch_vm_files(ctx.state.files, q.config, fetched)
+            except CommandError as err:
+                errors.append(str(err))
+            else:
+                ready.append(q)
+    if not ready:
+        return errors
     async with progress(ctx, "vm launch") as p:
 
         def update(done: int, total: int) -> None:
             p.update(f"launched {done}/{total} VMs", done / total)
 
-        return await vm_launch.launch(ctx.state.vm_host, ctx.namespace, queued, update)
+        return errors + await vm_launch.launch(ctx.state.vm_host, ctx.namespace, ready, update)
 
 
 def launch_subject(bus: Bus, node: str) -> str:

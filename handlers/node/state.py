@@ -26,6 +26,7 @@ from megabus.bus.subjects import bounded_token
 from megabus.bus.tasks import TaskSet
 from megabus.config.settings import Settings
 from megabus.handlers.cc import CcNode
+from megabus.handlers.files import Files
 from megabus.handlers.host import Optimizer, Profiler
 from megabus.handlers.model.config import VMConfig
 from megabus.handlers.model.table import VMTable
@@ -142,6 +143,8 @@ class NodeState:
     #: ``plumb``/``pipe``: the node's pipes and pipelines (on the bus once the node serves);
     #: cc agents read and write them too (``cc exec stdin=<pipe>``).
     pipes: Plumber = field(init=False)
+    #: ``file``: the files directory across the cluster (2.8's iomeshage).
+    files: Files = field(init=False)
 
     # -- set while the node serves (node.lifecycle) -------------------------------------
     #: The log destinations; made from the settings on first use.
@@ -177,6 +180,12 @@ class NodeState:
         self.background = TaskSet(f"background:{self.name}")
         self.pipes = Plumber(self.name)
         self.cc.pipes = self.pipes
+        self.files = Files(
+            self.name,
+            self.settings.files_dir,
+            headnode=self.settings.log_node,
+            hash_files=self.settings.hash_files,
+        )
 
     def describe(self, vm: VM, column: str) -> str:
         """The text of ``vm info``'s ``column`` for ``vm``."""
