@@ -43,6 +43,9 @@ class Command:
     preprocess: bool = True
     #: minicli ``Source``: "" typed by a user, "meshage", or a namespace for fan-out.
     source: str = ""
+    #: The column names a ``.columns`` around this command keeps, as typed; a
+    #: table handler may leave out columns none of them can select.
+    columns: list[str] | None = None
 
     def arg(self, key: str, default: str = "") -> str:
         """The string argument ``key``, or ``default`` when absent."""
@@ -71,4 +74,5 @@ class Command:
             record=self.record,
             preprocess=self.preprocess,
             source=self.source,
+            columns=list(self.columns) if self.columns is not None else None,
         )
