@@ -151,12 +151,16 @@ def _canonical_int(text: str) -> bool:
     return value is not None and str(value) == text
 
 
-def _column_keys(rows: list[list[str]]) -> Callable[[list[str]], tuple[Any, ...]] | None:
+#: The first character of every text Go's Atoi accepts.
+_INT_START = frozenset("+-0123456789")
+
+
+def _column_keys(rows: list[list[str]]) -> Callable[[list[str]], list[Any]] | None:
     """A sort key equal to :func:`_row_cmp`'s order, or ``None`` when there is none.
 
     There is one when every row has the same length and each column holds
     either only canonical integers (compared as ints) or no integer at all
-    (compared as strings): then the pairwise comparison is a plain tuple
+    (compared as strings): then the pairwise comparison is a plain list
     order. A key sorts 100 rows several times faster than ``cmp_to_key``.
     """
     if not rows:
@@ -166,18 +170,25 @@ def _column_keys(rows: list[list[str]]) -> Callable[[list[str]], tuple[Any, ...]
         return None
     numeric: list[bool] = []
     for column in zip(*rows, strict=True):
-        ints = [_go_atoi(text) is not None for text in column]
-        if all(ints):
+        # only a text starting with a sign or a digit may be an int
+        maybe = [text for text in column if text[:1] in _INT_START]
+        if len(maybe) == len(column):
             if not all(_canonical_int(text) for text in column):
                 return None
             numeric.append(True)
-        elif any(ints):
+        elif any(_go_atoi(text) is not None for text in maybe):
             return None
         else:
             numeric.append(False)
-    if not any(numeric):
-        return tuple
-    return lambda row: tuple(int(t) if n else t for t, n in zip(row, numeric, strict=True))
+    ints = [j for j, n in enumerate(numeric) if n]
+
+    def key(row: list[str]) -> list[Any]:
+        out: list[Any] = list(row)
+        for j in ints:
+            out[j] = int(row[j])
+        return out
+
+    return key
 
 
 def _tabular(responses: Sequence[Response], header: list[str], flags: Flags) -> str:

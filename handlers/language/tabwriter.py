@@ -171,13 +171,13 @@ def table(rows: list[list[str]], separator: str, minwidth: int = 0, padding: int
         max(minwidth, max(map(len, column)) + padding + (extra if j else 0))
         for j, column in enumerate(columns)
     ]
-    out: list[str] = []
-    for row in rows:
-        if count > 1:
-            out.append(row[0].ljust(widths[0]))
-            for j in range(1, count - 1):
-                out.append((separator + row[j]).ljust(widths[j]))
-            out.append(separator)
-        out.append(row[-1])
-        out.append("\n")
-    return "".join(out)
+    # each cell padded to its column's width less the separator before it
+    pads = [w - (extra if j else 0) for j, w in enumerate(widths)]
+    return "".join(
+        [
+            separator.join([*map(str.ljust, row[:-1], pads), row[-1]]) + "\n"
+            if count > 1
+            else row[0] + "\n"
+            for row in rows
+        ]
+    )
