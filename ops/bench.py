@@ -26,7 +26,7 @@ processes with temporary bases, then measures:
   node's and the client's CPU time per command (wall time is noisy on a
   shared machine): round trips of ``vm config memory 512``, 8 clients x 500
   of it and of ``version``, ``vm info`` of 100 defined VMs (whole and
-  ``.columns name,state``), polled with 10, 1000 x ``vlans add`` and new-alias
+  ``.columns name,state``), polled with 10, of 1000, 1000 x ``vlans add`` and new-alias
   ``vm config net`` on a fresh node and after ``clear vlans``, and the idle
   memory of node plus nats-server before and after 100,000 commands
   (``--speed-commands``).
@@ -425,8 +425,14 @@ async def speed_bench(commands: int) -> dict[str, object]:
                 out["vm_info_polled_10_ms"] = await _per_command(
                     bus, node, pid, "vm info", 1000, namespace="poll"
                 )
-                await bus.command(node, "clear all")
-                await bus.command(node, "clear all", namespace="poll")
+                await bus.command(
+                    node, "vm launch kvm w[1-1000]", namespace="big", idle_timeout=120
+                )
+                out["vm_info_1000_ms"] = await _per_command(
+                    bus, node, pid, "vm info", 20, namespace="big"
+                )
+                for ns in ("", "poll", "big"):
+                    await bus.command(node, "clear all", namespace=ns, idle_timeout=120)
 
                 vlans: dict[str, float] = {}
                 for run in ("fresh", "after_clear"):
