@@ -34,6 +34,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.nuid import NUID
 
 from megabus.bus.codec import decode, encode
 from megabus.bus.errors import (
@@ -105,6 +106,12 @@ class Bus:
         # Requests waiting for replies, by the subjects the server may refuse
         # them (the request subject, the reply inbox): a refusal wakes them.
         self._waiting: dict[str, set[asyncio.Queue[Msg | BusError]]] = {}
+        # One wildcard inbox for every request's replies (nats-py's request()
+        # does the same): a subscription per request cost a SUB and an UNSUB
+        # on the wire, a subscription task and the server's bookkeeping each time.
+        self._inbox: str | None = None  # "_INBOX.<nuid>", subscribed as "<inbox>.*"
+        self._replies: dict[str, asyncio.Queue[Msg | BusError]] = {}
+        self._nuid = NUID()
 
     def _refused(self, text: str) -> None:
         """The server refused a publish or a subscription (the error callback's text)."""
@@ -112,6 +119,8 @@ class Bus:
         if m is None:
             return
         op, subject = m.group(1).lower(), m.group(2)
+        if self._inbox is not None and subject == f"{self._inbox}.*":
+            self._inbox = None  # the next request subscribes again (and hears why)
         who = f"user {self.user!r}" if self.user else "this connection (no credentials)"
         verb = "publish to" if op == "publish" else "subscribe to"
         err = PermissionDeniedError(
@@ -315,22 +324,19 @@ class Bus:
             PermissionDeniedError: the server refused the request or its reply inbox.
             BusDecodeError: a reply is not a command reply.
         """
-        inbox = self.nc.new_inbox()
         # Replies go through our own queue (not the subscription's) so that a
         # refusal by the server, reported to the error callback, ends the wait.
         queue: asyncio.Queue[Msg | BusError] = asyncio.Queue()
-
-        async def on_reply(reply: Msg) -> None:
-            queue.put_nowait(reply)
-
-        watched = (subject, inbox)
+        try:
+            wildcard = await self._reply_inbox()
+        except nats.errors.ConnectionClosedError:
+            raise BusConnectError("the bus connection is closed") from None
+        token = self._nuid.next().decode()
+        inbox = f"{wildcard[:-1]}{token}"
+        self._replies[token] = queue
+        watched = (subject, wildcard)
         for key in watched:
             self._waiting.setdefault(key, set()).add(queue)
-        try:
-            sub = await self.nc.subscribe(inbox, cb=on_reply)
-        except nats.errors.ConnectionClosedError:
-            self._unwatch(watched, queue)
-            raise BusConnectError("the bus connection is closed") from None
         try:
             await self.publish(subject, msg, reply=inbox)
             while True:
@@ -359,8 +365,26 @@ class Bus:
                     return
         finally:
             self._unwatch(watched, queue)
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
+            self._replies.pop(token, None)
+
+    async def _reply_inbox(self) -> str:
+        """The wildcard subject every request's replies arrive on, subscribed once."""
+        if self._inbox is None:
+            inbox = self.nc.new_inbox()
+            self._inbox = inbox
+            try:
+                await self.nc.subscribe(f"{inbox}.*", cb=self._on_reply)
+            except BaseException:
+                self._inbox = None
+                raise
+        return f"{self._inbox}.*"
+
+    async def _on_reply(self, msg: Msg) -> None:
+        # the token after the last dot names the request (several wildcard
+        # subscriptions may exist after a refusal: they all route here)
+        queue = self._replies.get(msg.subject.rpartition(".")[2])
+        if queue is not None:
+            queue.put_nowait(msg)
 
     def _unwatch(self, keys: tuple[str, ...], queue: asyncio.Queue[Msg | BusError]) -> None:
         for key in keys:

@@ -20,6 +20,7 @@ from nats.aio.msg import Msg
 
 from megabus.bus.connection import Bus
 from megabus.bus.errors import BusConnectError, SecurityError
+from megabus.bus.loop import run
 from megabus.bus.subjects import Subjects
 from megabus.cli.args import Target, UsageError
 
@@ -110,4 +111,4 @@ async def follow(target: Target, kinds: list[str], *, count: int = 0) -> int:
 def run_events(target: Target, kinds: list[str], *, count: int = 0) -> int:
     """``megabus events``: the console entry; returns the exit status."""
     subjects_for(Subjects(target.prefix), kinds)  # usage errors before connecting
-    return asyncio.run(follow(target, kinds, count=count))
+    return run(follow(target, kinds, count=count))

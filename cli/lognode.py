@@ -33,6 +33,7 @@ from nats.aio.msg import Msg
 from megabus.bus.codec import decode
 from megabus.bus.connection import Bus
 from megabus.bus.errors import BusConnectError, BusDecodeError, SecurityError
+from megabus.bus.loop import run
 from megabus.bus.messages import LogRecord
 from megabus.bus.security import Credentials, TlsFiles
 from megabus.bus.subjects import token
@@ -262,4 +263,4 @@ def run_lognode(args: list[str]) -> int:
         return 0
 
     os.makedirs(writer.directory, exist_ok=True)
-    return asyncio.run(main())
+    return run(main())

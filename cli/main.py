@@ -198,8 +198,6 @@ def _run_node(args: list[str]) -> int:
     if rest:
         # minimega ignores positional files in daemon mode; we refuse them.
         raise UsageError(f"node takes only flags, got {' '.join(rest)!r}")
-    import asyncio
-
     from megabus.config.settings import SettingsError, load
 
     config = flags.pop("config", None)
@@ -211,10 +209,11 @@ def _run_node(args: list[str]) -> int:
     # No root handlers here: the node's LogControl owns stderr and -logfile for
     # the megabus logger (so `log` commands act on them); handlers in both
     # places wrote every record twice.
+    from megabus.bus.loop import run
     from megabus.handlers.main import run_node
 
     try:
-        asyncio.run(run_node(settings))
+        run(run_node(settings))
     except KeyboardInterrupt:
         pass
     return 0

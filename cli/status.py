@@ -26,6 +26,7 @@ from rich.text import Text
 from megabus.bus.codec import decode
 from megabus.bus.connection import Bus
 from megabus.bus.errors import BusConnectError, BusDecodeError, SecurityError
+from megabus.bus.loop import run
 from megabus.bus.messages import Heartbeat, LogRecord, StatusUpdate
 from megabus.cli.args import Target
 
@@ -169,4 +170,4 @@ async def watch(target: Target, console: Console | None = None) -> int:
 
 def run_status(target: Target) -> int:
     """``megabus status``: the console entry; returns the exit status."""
-    return asyncio.run(watch(target))
+    return run(watch(target))

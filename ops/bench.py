@@ -29,6 +29,20 @@ processes with temporary bases, then measures:
   other nodes at once with ``file get`` (aggregate MB/s, every node's peak
   resident memory during the transfer), and the murmur3-64 hash time of
   ``--files-hash-mb`` MB (0 skips them).
+* ``speed``: the measures of issue 16's table on a node of its own, with the
+  node's and the client's CPU time per command (wall time is noisy on a
+  shared machine): round trips of ``vm config memory 512``, 8 clients x 500
+  of it and of ``version``, ``vm info`` of 100 defined VMs (whole and
+  ``.columns name,state``), polled with 10, of 1000, 1000 x ``vlans add`` and new-alias
+  ``vm config net`` on a fresh node and after ``clear vlans``, and the idle
+  memory of node plus nats-server before and after 100,000 commands
+  (``--speed-commands``).
+
+``--only a,b`` runs only those parts (``oneshot``, ``commands``, ``vms``, ``mesh``,
+``nic``, ``taps``, ``failover``, ``cc``, ``pipes``, ``routers``, ``security``, ``fuzz``,
+``speed``, ``client``, ``files``); ``--compare FILE`` then prints, after the JSON,
+each figure's ratio to the same figure in FILE (an earlier run's JSON), so a change that makes one
+slower shows.
 
 Every loop is bounded; run it with the repo's venv: ``.venv/bin/python ops/bench.py``.
 """
@@ -47,6 +61,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +262,38 @@ async def vm_bench(url: str, base: Path, proc_count: int) -> dict[str, object]:
 
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
+    def want(part: str) -> bool:
+        return args.only is None or part in args.only
+
+    out: dict[str, object] = {"cpus": os.cpu_count()}
+    if want("commands") or want("oneshot") or want("vms"):
+        out.update(await first_parts(args, want))
+    parts: list[tuple[str, Callable[[], Awaitable[dict[str, object]]]]] = [
+        ("mesh", lambda: mesh_fanout(args.mesh_runs)),
+        ("nic", lambda: nic_attach(args.nic_vms)),
+        ("taps", lambda: tap_scale(args.taps)),
+        ("failover", lambda: nats_failover(args.failover_aliases)),
+        (
+            "cc",
+            lambda: cc_bench(args.cc_agents, args.cc_rounds, args.cc_send_agents, args.cc_send_mb),
+        ),
+        ("pipes", lambda: pipe_bench(args.pipe_messages)),
+        ("routers", lambda: router_bench(args.routers)),
+        ("security", lambda: security_bench(args.security_roundtrips, 20, 25)),
+        ("fuzz", lambda: fuzz_bench(args.fuzz_cases)),
+        ("speed", lambda: speed_bench(args.speed_commands)),
+        ("client", lambda: client_bench(args.client_roundtrips)),
+        ("files", lambda: files_bench(args.files_mb, args.files_hash_mb)),
+    ]
+    for part, run in parts:
+        if want(part):
+            out.update(await run())
+    return out
+
+
+async def first_parts(args: argparse.Namespace, want: Callable[[str], bool]) -> dict[str, object]:
+    """One-shot runs, round trips, throughput and VLANs on two nodes; the VM figures."""
+    out: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="megabus-bench-") as tmp:
         root = Path(tmp)
         server = EmbeddedServer(root / "nats", port=0)
@@ -257,16 +304,27 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             procs.append(await start_node("bench1", url, root / "b1"))
             procs.append(await start_node("bench2", url, root / "b2"))
             await asyncio.sleep(2)  # settle: caches warm, first heartbeats out
-            idle_rss = rss_mb(procs[0].pid)
-            shots = await asyncio.to_thread(oneshot, root / "b1", args.oneshot_runs)
-            bus = await Bus.connect([url], name="bench")
-            try:
-                rtt = await roundtrips(bus, "bench1", args.roundtrips)
-                cps = await throughput(url, "bench1", args.clients, args.per_client)
-                vps = await vlan_allocs(bus, ["bench1", "bench2"], args.aliases, 5)
-            finally:
-                await bus.close()
-            vms = await vm_bench(url, root / "bvm", args.kvm) if args.kvm else {}
+            out["node_rss_mb"] = rss_mb(procs[0].pid)
+            if want("oneshot"):
+                shots = await asyncio.to_thread(oneshot, root / "b1", args.oneshot_runs)
+                out["oneshot_ms"] = percentiles(shots)
+            if want("commands"):
+                bus = await Bus.connect([url], name="bench")
+                try:
+                    rtt = await roundtrips(bus, "bench1", args.roundtrips)
+                    cps = await throughput(url, "bench1", args.clients, args.per_client)
+                    vps = await vlan_allocs(bus, ["bench1", "bench2"], args.aliases, 5)
+                finally:
+                    await bus.close()
+                out.update(
+                    roundtrip_ms=percentiles(rtt),
+                    commands_per_s=round(cps, 1),
+                    concurrent_clients=args.clients,
+                    vlan_allocs_per_s=round(vps, 1),
+                    vlan_nodes=2,
+                )
+            if want("vms") and args.kvm:
+                out["vms"] = await vm_bench(url, root / "bvm", args.kvm)
         finally:
             for proc in procs:
                 if proc.returncode is None:
@@ -277,28 +335,173 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                         proc.kill()
                         await proc.wait()
             await server.stop()
+    return out
+
+
+# --- issue 16's table: the command path, vm info, VLANs, idle memory -------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _timed(bus: Bus, node: str, line: str, runs: int, namespace: str = "") -> list[float]:
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        await bus.command(node, line, namespace=namespace)
+        samples.append(time.perf_counter() - t0)
+    return samples
+
+
+async def _per_command(
+    bus: Bus, node: str, pid: int, line: str, runs: int, namespace: str = ""
+) -> dict[str, object]:
+    """p50/p99 of ``runs`` round trips of ``line``, and the CPU each side spent per command."""
+    node0, client0 = cpu_seconds(pid), time.process_time()
+    samples = await _timed(bus, node, line, runs, namespace)
     return {
-        "oneshot_ms": percentiles(shots),
-        "roundtrip_ms": percentiles(rtt),
-        "commands_per_s": round(cps, 1),
-        "concurrent_clients": args.clients,
-        "vlan_allocs_per_s": round(vps, 1),
-        "vlan_nodes": 2,
-        "node_rss_mb": idle_rss,
-        "vms": vms,
-        "cpus": os.cpu_count(),
-        **(await mesh_fanout(args.mesh_runs)),
-        **(await nic_attach(args.nic_vms)),
-        **(await tap_scale(args.taps)),
-        **(await nats_failover(args.failover_aliases)),
-        **(await cc_bench(args.cc_agents, args.cc_rounds, args.cc_send_agents, args.cc_send_mb)),
-        **(await pipe_bench(args.pipe_messages)),
-        **(await router_bench(args.routers)),
-        **(await security_bench(args.security_roundtrips, 20, 25)),
-        **(await fuzz_bench(args.fuzz_cases)),
-        **(await client_bench(args.client_roundtrips)),
-        **(await files_bench(args.files_mb, args.files_hash_mb)),
+        **percentiles(samples),
+        "node_cpu_us": round((cpu_seconds(pid) - node0) / runs * 1e6, 1),
+        "client_cpu_us": round((time.process_time() - client0) / runs * 1e6, 1),
     }
+
+
+async def _clients(
+    url: str, node: str, pid: int, line: str, clients: int, each: int
+) -> dict[str, float]:
+    """Commands per second of ``clients`` connections running ``each`` lines in turn."""
+    buses = [await Bus.connect([url], name=f"speed{i}") for i in range(clients)]
+    node0 = cpu_seconds(pid)
+    try:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(_timed(b, node, line, each) for b in buses))
+        elapsed = time.perf_counter() - t0
+    finally:
+        for b in buses:
+            await b.close()
+    total = clients * each
+    return {
+        "per_s": round(total / elapsed, 1),
+        "node_cpu_us": round((cpu_seconds(pid) - node0) / total * 1e6, 1),
+    }
+
+
+async def _seconds(bus: Bus, node: str, lines: list[str]) -> float:
+    t0 = time.perf_counter()
+    for line in lines:
+        for reply in await bus.command(node, line):
+            errors = [r.error for r in reply.responses if r.error]
+            if errors:
+                raise SystemExit(f"bench: {line!r} failed: {errors[0]}")
+    return round(time.perf_counter() - t0, 3)
+
+
+async def speed_bench(commands: int) -> dict[str, object]:
+    """Issue 16's measures on a node (at log level error) and nats-server of their own."""
+    if commands <= 0:
+        return {}
+    out: dict[str, object] = {}
+    node = "speed"
+    with tempfile.TemporaryDirectory(prefix="megabus-speed-") as tmp:
+        root = Path(tmp)
+        async with EmbeddedServer(root / "nats", port=0) as server:
+            url = server.client_url
+            proc = await start_node(node, url, root / "base", "-level", "error")
+            bus = await Bus.connect([url], name="speed")
+            try:
+                await asyncio.sleep(2)  # settle
+                assert server.pid is not None
+                out["idle_mb"] = {"node": rss_mb(proc.pid), "server": rss_mb(server.pid)}
+                pid = proc.pid
+                await _timed(bus, node, "vm config memory 512", 200)  # warm
+                out["roundtrip_vm_config_ms"] = await _per_command(
+                    bus, node, pid, "vm config memory 512", 1000
+                )
+                out["clients8_vm_config"] = await _clients(
+                    url, node, pid, "vm config memory 512", 8, 500
+                )
+                out["clients8_version"] = await _clients(url, node, pid, "version", 8, 500)
+
+                # defined VMs (no QEMU behind them): vm info renders what the node keeps.
+                # vm config is per namespace: each one needs it, or 1000 real guests start
+                for ns in ("", "poll", "big"):
+                    await bus.command(
+                        node, "vm config qemu /nonexistent/qemu-for-bench", namespace=ns
+                    )
+                await bus.command(node, "vm launch kvm v[1-100]")
+                await bus.command(node, "vm launch kvm p[1-10]", namespace="poll")
+                out["vm_info_100_ms"] = await _per_command(bus, node, pid, "vm info", 200)
+                out["vm_info_columns_100_ms"] = await _per_command(
+                    bus, node, pid, ".columns name,state vm info", 200
+                )
+                out["vm_info_polled_10_ms"] = await _per_command(
+                    bus, node, pid, "vm info", 1000, namespace="poll"
+                )
+                await bus.command(
+                    node, "vm launch kvm w[1-1000]", namespace="big", idle_timeout=120
+                )
+                out["vm_info_1000_ms"] = await _per_command(
+                    bus, node, pid, "vm info", 20, namespace="big"
+                )
+                for ns in ("", "poll", "big"):
+                    await bus.command(node, "clear all", namespace=ns, idle_timeout=120)
+
+                vlans: dict[str, float] = {}
+                for run in ("fresh", "after_clear"):
+                    if run == "after_clear":
+                        await bus.command(node, "clear vlans")
+                    vlans[f"vlans_add_1000_s_{run}"] = await _seconds(
+                        bus, node, [f"vlans add {run}{i} {1000 + i}" for i in range(1000)]
+                    )
+                    vlans[f"vm_config_net_1000_s_{run}"] = await _seconds(
+                        bus, node, [f"vm config net {run}-net{i}" for i in range(1000)]
+                    )
+                out["vlans"] = vlans
+
+                # memory stays flat under load: idle again after many commands
+                each = max(1, commands // 8)
+                await _clients(url, node, pid, "vm config memory 512", 8, each)
+                await asyncio.sleep(2)
+                out["idle_mb_after"] = {
+                    "commands": each * 8,
+                    "node": rss_mb(proc.pid),
+                    "server": rss_mb(server.pid),
+                }
+            finally:
+                await bus.close()
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 30)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+    return {"speed": out}
+
+
+def _figures(value: object, path: str = "") -> dict[str, float]:
+    """Every number of a bench JSON by its dotted path (counts and settings included)."""
+    if isinstance(value, dict):
+        found: dict[str, float] = {}
+        for key, inner in value.items():
+            found.update(_figures(inner, f"{path}.{key}" if path else str(key)))
+        return found
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return {path: float(value)}
+    return {}
+
+
+def compare(new: dict[str, object], old_file: Path) -> dict[str, object]:
+    """Each figure of ``new`` divided by the same figure of an earlier run."""
+    old = _figures(json.loads(old_file.read_text()))
+    ratios = {
+        key: round(value / old[key], 3)
+        for key, value in _figures(new).items()
+        if old.get(key) and not key.endswith(".n")
+    }
+    return {"file": str(old_file), "ratio_new_to_old": ratios}
 
 
 # --- mesh fan-out (the cluster issue) --------------------------------------------------
@@ -1250,9 +1453,28 @@ def parse_args() -> argparse.Namespace:
         "--files-mb", type=int, default=1024, help="file fetched by 3 nodes (0: no files bench)"
     )
     parser.add_argument("--files-hash-mb", type=int, default=1024, help="MB hashed (0: none)")
+    parser.add_argument(
+        "--speed-commands",
+        type=int,
+        default=100_000,
+        help="commands before the second idle memory figure (0: no speed part)",
+    )
+    parser.add_argument(
+        "--only",
+        type=lambda text: set(text.split(",")),
+        default=None,
+        help="comma-separated parts to run (see the module docstring)",
+    )
+    parser.add_argument(
+        "--compare", type=Path, default=None, help="an earlier run's JSON: print the ratios"
+    )
     return parser.parse_args()
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.ERROR)  # closing 50 clients logs 50 "disconnected"
-    print(json.dumps(asyncio.run(main(parse_args()))))
+    parsed = parse_args()
+    result = asyncio.run(main(parsed))
+    if parsed.compare is not None:
+        result["compare"] = compare(result, parsed.compare)
+    print(json.dumps(result))

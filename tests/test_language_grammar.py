@@ -292,3 +292,33 @@ def test_all_minimega_patterns_register_and_compile() -> None:
     ]
     for line in lines:
         assert g.compile(line) is not None, line
+
+
+def test_a_line_compiled_again_is_a_fresh_command(grammar: Grammar) -> None:
+    # Handlers and the preprocessor change a command's arguments in place; a
+    # line compiled again (the grammar keeps compiled lines) must not see that.
+    first = grammar.compile("namespace foo vm config net a b")
+    assert first is not None
+    assert first.subcommand is not None
+    first.subcommand.list_args["netspec"].append("changed")
+    first.subcommand.string_args["x"] = "y"
+    first.subcommand.record = False
+    first.source = "meshage"
+    again = grammar.compile("namespace foo vm config net a b")
+    assert again is not None
+    assert again.subcommand is not None
+    assert again.source == ""
+    assert again.subcommand.record
+    assert again.subcommand.list_args == {"netspec": ["a", "b"]}
+    assert again.subcommand.string_args == {}
+    assert again.string_args == {"name": "foo"}
+
+
+def test_patterns_added_later_apply_to_lines_compiled_before(grammar: Grammar) -> None:
+    cmd = grammar.compile("vl ad foo 200")
+    assert cmd is not None
+    assert cmd.handler == "vlans"
+    grammar.add("vlx", ["vlx <add,> <alias> <vlan>"])
+    # "vl" now names two commands: the line compiled before no longer compiles
+    with pytest.raises(LanguageError, match=r"^invalid command: `vl ad foo 200`$"):
+        grammar.compile("vl ad foo 200")

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from megabus.bus.messages import Flags, Response
-from megabus.handlers.language.render import error_text, errors, minitest, render
+from megabus.handlers.language.render import (
+    _row_cmp,
+    error_text,
+    errors,
+    minitest,
+    render,
+    sort_rows,
+)
 
 DEFAULTS = Flags()
 NO_HOST = Flags(annotate=False)
@@ -173,3 +183,18 @@ def test_minitest_form() -> None:
         minitest(resps, NO_HOST) == "E: alias already in use\nE: zzz\nalias | vlan\nA     | 102\n"
     )
     assert minitest([Response(host="a")], NO_HOST) == ""
+
+
+_SORT_TEXT = st.sampled_from(["1", "2", "10", "-3", "007", "+4", "a", "B", "é", "", "0", "-0"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=4).flatmap(
+        lambda n: st.lists(st.lists(_SORT_TEXT, min_size=n, max_size=n), max_size=8)
+    )
+)
+def test_sorted_tables_keep_minicli_order(rows: list[list[str]]) -> None:
+    # sort_rows may use a key where it is exact; the order is always the pairwise one
+    expected = sorted(rows, key=functools.cmp_to_key(_row_cmp))
+    assert sort_rows(rows) == expected

@@ -6,7 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from megabus.handlers.language.tabwriter import table as table_layout
 from megabus.handlers.language.tabwriter import tabwrite
 
 
@@ -90,3 +93,25 @@ def test_vm_config_dump_layout(compat_dir: Path) -> None:
     block = want.split("## vm config\n", 1)[1].split("\n## ", 1)[0]
     assert "Coschedule limit: -1" in block
     assert tabwrite(untabify(block), minwidth=5, tabwidth=0, padding=1) == block
+
+
+_CELL_TEXT = st.text(alphabet=st.sampled_from("ab Z|[]é日\t\n\v\f"), max_size=10)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=5).flatmap(
+        lambda n: st.lists(st.lists(_CELL_TEXT, min_size=n, max_size=n), max_size=6)
+    ),
+    st.sampled_from([0, 5]),
+)
+def test_the_table_shortcut_lays_out_as_the_general_tabwriter(
+    rows: list[list[str]], minwidth: int
+) -> None:
+    # render() takes the shortcut for tables; it must never differ from Go's layout
+    fast = table_layout(rows, "| ", minwidth=minwidth)
+    slow = tabwrite("".join("\t| ".join(r) + "\n" for r in rows), minwidth=minwidth, tabwidth=0)
+    if fast is None:
+        assert any(ch in "".join(map("".join, rows)) for ch in "\t\n\v\f")
+    else:
+        assert fast == slow

@@ -13,7 +13,7 @@ from natsd import free_port
 
 from megabus.bus.codec import decode, encode
 from megabus.bus.connection import Bus
-from megabus.bus.errors import RemoteError
+from megabus.bus.errors import BusTimeoutError, RemoteError
 from megabus.bus.messages import (
     CommandReply,
     CommandRequest,
@@ -142,6 +142,28 @@ async def test_hundred_requests_run_at_the_same_time(node: Node, bus: Bus) -> No
     results = await asyncio.gather(*(bus.command("n1", "together") for _ in range(100)))
     assert len(results) == 100
     assert all(r[-1].rendered == "together" and not r[-1].more for r in results)
+
+
+async def test_concurrent_commands_on_one_connection_each_get_their_own_replies(
+    node: Node, bus: Bus
+) -> None:
+    # Replies share one wildcard inbox per connection; each goes to its request.
+    lines = [f"line {i}" if i % 3 else "batches" for i in range(60)]
+    results = await asyncio.gather(*(bus.command("n1", line) for line in lines))
+    for line, replies in zip(lines, results, strict=True):
+        if line == "batches":
+            assert [(r.rendered, r.more) for r in replies] == [("first", True), ("batches", False)]
+        else:
+            assert [(r.rendered, r.more) for r in replies] == [(line, False)]
+
+
+async def test_a_reply_after_its_request_gave_up_reaches_no_other_request(
+    node: Node, bus: Bus
+) -> None:
+    with pytest.raises(BusTimeoutError):
+        await bus.command("n1", "sleep 0.6", idle_timeout=0.2)
+    await asyncio.sleep(0.6)  # the late reply has arrived by now, and was dropped
+    assert [r.rendered for r in await bus.command("n1", "next")] == ["next"]
 
 
 async def test_long_commands_send_keepalives(node: Node, bus: Bus) -> None:

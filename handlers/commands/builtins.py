@@ -190,6 +190,8 @@ async def filter_(ctx: Context, cmd: Command) -> Result:
 async def columns(ctx: Context, cmd: Command) -> Result:
     assert cmd.subcommand is not None
     cols = cmd.arg("columns").split(",")
+    # the command below may then compute only what can be selected (vm info)
+    cmd.subcommand.columns = cols
     for batch in await ctx.run_command(cmd.subcommand, ctx.namespace):
         try:
             batch = select_columns(batch, cols)

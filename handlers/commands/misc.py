@@ -10,6 +10,7 @@ commands.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.metadata
 import logging
 from collections.abc import Sequence
@@ -32,8 +33,13 @@ logger = logging.getLogger(__name__)
 _TABWIDTH = 8
 
 
+@functools.cache
 def version_text() -> str:
-    """``megabus <version>``, the shape of 2.8's ``minimega <version>``."""
+    """``megabus <version>``, the shape of 2.8's ``minimega <version>``.
+
+    Cached: reading the installed metadata parses files (about 1 ms), and the
+    version cannot change while the process runs.
+    """
     try:
         version = importlib.metadata.version("megabus")
     except importlib.metadata.PackageNotFoundError:

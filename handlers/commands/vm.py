@@ -221,7 +221,7 @@ async def kill_and_flush(ctx: Context, namespace: str) -> None:
 @command("vm info [summary,]", short="print information about VMs", kind="broadcast")
 async def vm_info(ctx: Context, cmd: Command) -> Result:
     """The ``vm info`` table (or its summary) of the namespace's VMs on this node."""
-    columns = info.SUMMARY if cmd.flag("summary") else info.COLUMNS
+    columns = info.asked(info.SUMMARY if cmd.flag("summary") else info.COLUMNS, cmd.columns)
     vms = table(ctx).in_namespace(ctx.namespace)
     resp = ctx.table(list(columns), info.rows(vms, columns, ctx.state.info_view))
     resp.data = [info.data(vm) for vm in vms]

@@ -43,6 +43,9 @@ class Command:
     preprocess: bool = True
     #: minicli ``Source``: "" typed by a user, "meshage", or a namespace for fan-out.
     source: str = ""
+    #: The column names a ``.columns`` around this command keeps, as typed; a
+    #: table handler may leave out columns none of them can select.
+    columns: list[str] | None = None
 
     def arg(self, key: str, default: str = "") -> str:
         """The string argument ``key``, or ``default`` when absent."""
@@ -55,3 +58,21 @@ class Command:
     def items(self, key: str) -> list[str]:
         """The list argument ``key`` (empty when absent)."""
         return self.list_args.get(key, [])
+
+    def clone(self) -> Command:
+        """A copy that shares nothing mutable with this one (handlers and the
+        preprocessor change arguments in place); several times cheaper than
+        ``copy.deepcopy``, which walks the handler object too."""
+        return Command(
+            original=self.original,
+            pattern=self.pattern,
+            handler=self.handler,
+            string_args=dict(self.string_args),
+            bool_args=dict(self.bool_args),
+            list_args={key: list(values) for key, values in self.list_args.items()},
+            subcommand=self.subcommand.clone() if self.subcommand is not None else None,
+            record=self.record,
+            preprocess=self.preprocess,
+            source=self.source,
+            columns=list(self.columns) if self.columns is not None else None,
+        )

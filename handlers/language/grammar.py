@@ -73,12 +73,21 @@ class _Node:
         return out
 
 
+#: How many compiled lines a grammar keeps (a few hundred KB at most).
+COMPILED_LINES = 1024
+
+
 class Grammar:
     """Registered patterns and the compiler for lines written against them."""
 
     def __init__(self) -> None:
         self._root = _Node()
         self._patterns: list[tuple[object, str]] = []
+        # Lines compiled before, by their text: users and scripts repeat the
+        # same lines (polling ``vm info``), and a walk of the pattern tree
+        # costs ten times a clone. Errors are not kept (they are rare and
+        # cheap to find again); the whole cache is dropped when it is full.
+        self._compiled: dict[str, Command] = {}
 
     # --- registration ----------------------------------------------------
 
@@ -91,6 +100,7 @@ class Grammar:
         if isinstance(patterns, str):
             raise TypeError("patterns must be a sequence of strings, not one string")
         parsed = [(text, parse_pattern(text)) for text in patterns]
+        self._compiled.clear()
         for text, items in parsed:
             self._insert(self._root, items, (handler, text))
             self._patterns.append((handler, text))
@@ -132,6 +142,9 @@ class Grammar:
         trimmed = trim_space(line)
         if not trimmed:
             return None
+        known = self._compiled.get(trimmed)
+        if known is not None:
+            return known.clone()
         items = lex(trimmed)
         if not items:
             return None
@@ -139,6 +152,9 @@ class Grammar:
         if cmd is None:
             raise LanguageError(f"invalid command: `{trimmed}`")
         cmd.original = trimmed
+        if len(self._compiled) >= COMPILED_LINES:
+            self._compiled.clear()
+        self._compiled[trimmed] = cmd.clone()
         return cmd
 
     def compile_items(self, items: list[Item]) -> Command | None:

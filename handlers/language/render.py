@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -24,7 +24,7 @@ import msgspec
 from megabus.bus.messages import Flags, Response
 from megabus.handlers.language.lexer import is_space, trim_space
 from megabus.handlers.language.ranges import unsplit
-from megabus.handlers.language.tabwriter import tabwrite
+from megabus.handlers.language.tabwriter import table, tabwrite
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +138,57 @@ def _row_cmp(a: list[str], b: list[str]) -> int:
 
 def sort_rows(rows: list[list[str]]) -> list[list[str]]:
     """Rows sorted as minicli sorts tables: column by column, ints numerically."""
+    key = _column_keys(rows)
+    if key is not None:
+        return sorted(rows, key=key)
     return sorted(rows, key=functools.cmp_to_key(_row_cmp))
+
+
+def _canonical_int(text: str) -> bool:
+    # "7" but not "07", "+7" or "-0": two texts of one value would compare
+    # equal as ints, where the pairwise comparison stops at that column
+    value = _go_atoi(text)
+    return value is not None and str(value) == text
+
+
+#: The first character of every text Go's Atoi accepts.
+_INT_START = frozenset("+-0123456789")
+
+
+def _column_keys(rows: list[list[str]]) -> Callable[[list[str]], list[Any]] | None:
+    """A sort key equal to :func:`_row_cmp`'s order, or ``None`` when there is none.
+
+    There is one when every row has the same length and each column holds
+    either only canonical integers (compared as ints) or no integer at all
+    (compared as strings): then the pairwise comparison is a plain list
+    order. A key sorts 100 rows several times faster than ``cmp_to_key``.
+    """
+    if not rows:
+        return None
+    width = len(rows[0])
+    if any(len(row) != width for row in rows):
+        return None
+    numeric: list[bool] = []
+    for column in zip(*rows, strict=True):
+        # only a text starting with a sign or a digit may be an int
+        maybe = [text for text in column if text[:1] in _INT_START]
+        if len(maybe) == len(column):
+            if not all(_canonical_int(text) for text in column):
+                return None
+            numeric.append(True)
+        elif any(_go_atoi(text) is not None for text in maybe):
+            return None
+        else:
+            numeric.append(False)
+    ints = [j for j, n in enumerate(numeric) if n]
+
+    def key(row: list[str]) -> list[Any]:
+        out: list[Any] = list(row)
+        for j in ints:
+            out[j] = int(row[j])
+        return out
+
+    return key
 
 
 def _tabular(responses: Sequence[Response], header: list[str], flags: Flags) -> str:
@@ -154,6 +204,9 @@ def _tabular(responses: Sequence[Response], header: list[str], flags: Flags) -> 
         return go_csv(([header] if flags.headers else []) + data)
     lines = [header] if flags.headers else []
     lines.extend(data)
+    fast = table(lines, "| ", minwidth=5)
+    if fast is not None:
+        return fast
     return tabwrite("".join("\t| ".join(line) + "\n" for line in lines), minwidth=5, tabwidth=0)
 
 

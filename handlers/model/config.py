@@ -296,6 +296,8 @@ def go_list(values: Sequence[str]) -> str:
 
 def go_json_map(values: dict[str, str]) -> str:
     """Go's ``json.Marshal`` of a ``map[string]string`` (sorted keys, HTML-safe)."""
+    if not values:
+        return "{}"  # most VMs have no tags: skip the encoder
     return go_json(values)
 
 

@@ -31,9 +31,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
 from megabus.bus.errors import CommandError
 from megabus.handlers.net import taps as links
 from megabus.handlers.net._ovs import OvsError, Switch, get_switch
@@ -787,17 +784,17 @@ async def _bridge_up(name: str) -> None:
     # a new bridge's local port is down; 2.8 brings it up (without promisc)
     try:
         await links.netlink(_link_up, name)
-    except NetlinkError as err:
+    except links.netlink_error() as err:
         raise CommandError(f"up interface failed: {os.strerror(err.code)}") from None
 
 
 def _link_exists(name: str) -> bool:
-    with IPRoute() as ipr:
+    with links.ip_route() as ipr:
         return bool(ipr.link_lookup(ifname=name))
 
 
 def _link_up(name: str) -> None:
-    with IPRoute() as ipr:
+    with links.ip_route() as ipr:
         found = ipr.link_lookup(ifname=name)
         if found:
             ipr.link("set", index=found[0], state="up")

@@ -25,10 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
-
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from typing import Any, TypeVar
 
 from megabus.bus.errors import CommandError
 
@@ -45,6 +42,26 @@ RESERVED = frozenset({"all"})
 
 _T = TypeVar("_T")
 _NETLINK = ThreadPoolExecutor(max_workers=1, thread_name_prefix="megabus-netlink")
+
+
+def ip_route() -> Any:
+    """A pyroute2 ``IPRoute`` (a context manager).
+
+    pyroute2 is imported on first use, on the netlink thread: it is about
+    10 MB of an idle node's memory (163 modules), and a node that never
+    makes a link never needs it.
+    """
+    from pyroute2 import IPRoute
+
+    return IPRoute()
+
+
+def netlink_error() -> Any:
+    """pyroute2's ``NetlinkError`` class, for ``except netlink_error() as err``
+    (evaluated only when an exception is being matched)."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    return NetlinkError
 
 
 async def netlink(func: Callable[..., _T], *args: object) -> _T:
@@ -109,7 +126,7 @@ class LinkSpec:
 
 def _create_links(specs: Sequence[LinkSpec]) -> None:
     made: list[int] = []
-    with IPRoute() as ipr:
+    with ip_route() as ipr:
         try:
             for spec in specs:
                 ipr.link("add", ifname=spec.name, kind="tuntap", mode="tap")
@@ -119,9 +136,9 @@ def _create_links(specs: Sequence[LinkSpec]) -> None:
                 if spec.mac:
                     attrs["address"] = spec.mac
                 ipr.link("set", index=index, **attrs)
-        except NetlinkError:
+        except netlink_error():
             for index in made:
-                with contextlib.suppress(NetlinkError):
+                with contextlib.suppress(netlink_error()):
                     ipr.link("del", index=index)
             raise
 
@@ -136,7 +153,7 @@ async def create_links(specs: Sequence[LinkSpec]) -> None:
         return
     try:
         await netlink(_create_links, specs)
-    except NetlinkError as err:
+    except netlink_error() as err:
         raise CommandError(f"create tap failed: {os.strerror(err.code)}") from None
     except ValueError as err:  # pyroute2's answer to a malformed MAC
         raise CommandError(f"create tap failed: {err}") from None
@@ -144,14 +161,14 @@ async def create_links(specs: Sequence[LinkSpec]) -> None:
 
 def _delete_links(names: Sequence[str]) -> list[str]:
     failed: list[str] = []
-    with IPRoute() as ipr:
+    with ip_route() as ipr:
         for name in names:
             found = ipr.link_lookup(ifname=name)
             if not found:
                 continue  # already gone: what we wanted
             try:
                 ipr.link("del", index=found[0])
-            except NetlinkError as err:
+            except netlink_error() as err:
                 if err.code == errno.ENODEV:
                     continue  # gone meanwhile (ovs-vswitchd removing its own port)
                 logger.error("cannot delete link %s: %s", name, err)
@@ -167,7 +184,7 @@ async def delete_links(names: Sequence[str]) -> list[str]:
 
 
 def _host_up(name: str, address: str | None) -> None:
-    with IPRoute() as ipr:
+    with ip_route() as ipr:
         found = ipr.link_lookup(ifname=name)
         if not found:
             raise CommandError(f"host tap {name} did not appear")
@@ -184,7 +201,7 @@ async def host_tap_up(name: str) -> None:
     """``ip link set <tap> up promisc on``."""
     try:
         await netlink(_host_up, name, None)
-    except NetlinkError as err:
+    except netlink_error() as err:
         raise CommandError(f"up interface failed: {os.strerror(err.code)}") from None
 
 
@@ -200,7 +217,7 @@ async def add_address(name: str, address: str) -> None:
         raise CommandError(f'ip error: invalid address "{address}"') from None
     try:
         await netlink(_host_up, name, address)
-    except NetlinkError as err:
+    except netlink_error() as err:
         raise CommandError(f"ip error: {os.strerror(err.code)}") from None
 
 

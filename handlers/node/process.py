@@ -418,15 +418,24 @@ class Node:
 
         async def keepalive() -> None:
             while True:
-                await asyncio.sleep(WORKING_INTERVAL)
                 working = CommandWorking(node=self.name, elapsed=loop.time() - started)
                 try:
                     await self.bus.publish(reply, working)
                 except BusError as err:
                     self._log.debug("keep-alive failed: %s", err)
+                await asyncio.sleep(WORKING_INTERVAL)
 
         self._log.debug("<- %r (%s)", req.line, req.client)
-        alive = asyncio.create_task(keepalive(), name="keepalive")
+        # Most commands end well before the first keep-alive is due: a timer
+        # costs a fraction of a task, so the keep-alive task starts only when
+        # a command outlives it.
+        alive: asyncio.Task[None] | None = None
+
+        def start_keepalive() -> None:
+            nonlocal alive
+            alive = asyncio.create_task(keepalive(), name="keepalive")
+
+        timer = loop.call_later(WORKING_INTERVAL, start_keepalive)
         try:
             await self._executor.execute(req, emit)
         except asyncio.CancelledError:
@@ -439,8 +448,10 @@ class Node:
                 finished = True
                 await self._send_error(reply, f"internal error: {err}")
         finally:
-            alive.cancel()
-            await asyncio.wait([alive])
+            timer.cancel()
+            if alive is not None:
+                alive.cancel()
+                await asyncio.wait([alive])
         if not finished:
             # The executor forgot its last batch; the client must not hang.
             await emit(CommandReply(node=self.name, more=False))

@@ -18,10 +18,6 @@ import os
 import random
 from collections.abc import Sequence
 
-from pyroute2 import IPRoute
-from pyroute2.ethtool import Ethtool
-from pyroute2.netlink.exceptions import NetlinkError
-
 from megabus.bus.errors import CommandError
 from megabus.handlers.model.netspec import NetConfig
 from megabus.handlers.net import Bridges
@@ -85,6 +81,8 @@ _TX_CSUM = ("tx-checksum-ip-generic", "tx-checksum-ipv4", "tx-checksum-ipv6", "t
 
 
 def _no_tx_checksum_offload(ifname: str) -> None:
+    from pyroute2.ethtool import Ethtool  # on first use: see links.ip_route
+
     ethtool = Ethtool()
     try:
         features = ethtool.get_features(ifname)
@@ -102,7 +100,7 @@ def _create_veth(host: str, guest: str, mac: str, pid: int) -> None:
     # checksum offload can be turned off; one request then moves it into the
     # container and gives it its name.
     temp = f"{host}g"[-15:]
-    with IPRoute() as ipr:
+    with links.ip_route() as ipr:
         ipr.link("add", ifname=host, kind="veth", peer={"ifname": temp, "address": mac})
         try:
             _no_tx_checksum_offload(temp)
@@ -132,7 +130,7 @@ async def create_nics(net: Bridges, nics: Sequence[NetConfig], pid: int) -> list
             try:
                 links.check_name(tap, "tap")
                 await links.netlink(_create_veth, tap, f"veth{i}", nic.mac.lower(), pid)
-            except NetlinkError as err:
+            except links.netlink_error() as err:
                 raise CommandError(f"create tap: {os.strerror(err.code)}") from None
             except ValueError as err:  # pyroute2's answer to a malformed MAC
                 raise CommandError(f"create tap: {err}") from None

@@ -90,63 +90,95 @@ def _bonds(vm: VM) -> str:
     return _list(items)
 
 
+def _runtime_attr(vm: VM, name: str, default: Any) -> Any:
+    return getattr(vm.runtime, name, default)
+
+
+_Cell = Callable[[VM, "InfoView | None"], str]
+
+#: Each column's text, built once: a table of plain functions costs a dict
+#: lookup per cell, where building 39 closures per cell made ``vm info`` of
+#: 100 VMs take tens of milliseconds.
+_CELLS: dict[str, _Cell] = {
+    "id": lambda vm, view: str(vm.id),
+    "name": lambda vm, view: vm.name,
+    "state": lambda vm, view: str(vm.state),
+    "uptime": lambda vm, view: go_duration(vm.uptime()),
+    "type": lambda vm, view: str(vm.type),
+    "uuid": lambda vm, view: vm.uuid,
+    "cc_active": lambda vm, view: go_bool(view.cc_active(vm) if view is not None else False),
+    "pid": lambda vm, view: str(vm.pid),
+    "vlan": _vlans,
+    "bridge": lambda vm, view: _list([n.bridge for n in vm.config.networks]),
+    "tap": lambda vm, view: _list([n.tap for n in vm.config.networks]),
+    "mac": lambda vm, view: _list([n.mac for n in vm.config.networks]),
+    "ip": lambda vm, view: _list([n.ip4 for n in vm.config.networks]),
+    "ip6": lambda vm, view: _list([n.ip6 for n in vm.config.networks]),
+    "qos": lambda vm, view: _list(qos_entries(vm, view.bridges if view is not None else None)),
+    "qinq": lambda vm, view: _qinq(vm),
+    "bond": lambda vm, view: _bonds(vm),
+    "memory": lambda vm, view: str(vm.config.memory),
+    "vcpus": lambda vm, view: str(vm.config.vcpus),
+    "disks": lambda vm, view: f"[{' '.join(d.spec() for d in vm.config.disks)}]",
+    "snapshot": lambda vm, view: go_bool(vm.config.snapshot),
+    "initrd": lambda vm, view: vm.config.initrd,
+    "kernel": lambda vm, view: vm.config.kernel,
+    "cdrom": lambda vm, view: str(_runtime_attr(vm, "cdrom", vm.config.cdrom)),
+    "migrate": lambda vm, view: vm.config.migrate,
+    "append": lambda vm, view: go_list(vm.config.append),
+    "serial-ports": lambda vm, view: str(vm.config.serial_ports),
+    "virtio-ports": lambda vm, view: vm.config.virtio_ports,
+    "vnc_port": lambda vm, view: str(vm.vnc_port),
+    "usb-use-xhci": lambda vm, view: go_bool(vm.config.usb_use_xhci),
+    "tpm-socket": lambda vm, view: vm.config.tpm_socket,
+    "filesystem": lambda vm, view: vm.config.filesystem,
+    "hostname": lambda vm, view: vm.config.hostname or vm.name,
+    "init": lambda vm, view: go_list(vm.config.init),
+    "preinit": lambda vm, view: vm.config.preinit,
+    "fifo": lambda vm, view: str(vm.config.fifos),
+    "volume": lambda vm, view: go_json_map(vm.config.volume),
+    "console_port": lambda vm, view: str(_runtime_attr(vm, "console_port", 0)),
+    "tags": lambda vm, view: go_json_map(vm.tags),
+}
+
+
+def _na(vm: VM, view: InfoView | None) -> str:
+    return "N/A"
+
+
+def _cells(vm_type: VMType, columns: list[str]) -> list[_Cell]:
+    """The cell function of each column for one VM type (``N/A`` where it does not apply)."""
+    other = _CONTAINER_ONLY if vm_type is VMType.KVM else _KVM_ONLY
+    return [_na if c in other else _CELLS.get(c, _na) for c in columns]
+
+
 def value(vm: VM, column: str, view: InfoView | None = None) -> str:
     """The text of one ``vm info`` cell; ``view`` is what the node knows besides the VM."""
-    cfg = vm.config
-    if vm.type is VMType.KVM and column in _CONTAINER_ONLY:
-        return "N/A"
-    if vm.type is VMType.CONTAINER and column in _KVM_ONLY:
-        return "N/A"
-    nets = cfg.networks
-    runtime = vm.runtime
-    simple: dict[str, Callable[[], str]] = {
-        "id": lambda: str(vm.id),
-        "name": lambda: vm.name,
-        "state": lambda: str(vm.state),
-        "uptime": lambda: go_duration(vm.uptime()),
-        "type": lambda: str(vm.type),
-        "uuid": lambda: vm.uuid,
-        "cc_active": lambda: go_bool(view.cc_active(vm) if view is not None else False),
-        "pid": lambda: str(vm.pid),
-        "vlan": lambda: _vlans(vm, view),
-        "bridge": lambda: _list([n.bridge for n in nets]),
-        "tap": lambda: _list([n.tap for n in nets]),
-        "mac": lambda: _list([n.mac for n in nets]),
-        "ip": lambda: _list([n.ip4 for n in nets]),
-        "ip6": lambda: _list([n.ip6 for n in nets]),
-        "qos": lambda: _list(qos_entries(vm, view.bridges if view is not None else None)),
-        "qinq": lambda: _qinq(vm),
-        "bond": lambda: _bonds(vm),
-        "memory": lambda: str(cfg.memory),
-        "vcpus": lambda: str(cfg.vcpus),
-        "disks": lambda: f"[{' '.join(d.spec() for d in cfg.disks)}]",
-        "snapshot": lambda: go_bool(cfg.snapshot),
-        "initrd": lambda: cfg.initrd,
-        "kernel": lambda: cfg.kernel,
-        "cdrom": lambda: getattr(runtime, "cdrom", cfg.cdrom),
-        "migrate": lambda: cfg.migrate,
-        "append": lambda: go_list(cfg.append),
-        "serial-ports": lambda: str(cfg.serial_ports),
-        "virtio-ports": lambda: cfg.virtio_ports,
-        "vnc_port": lambda: str(vm.vnc_port),
-        "usb-use-xhci": lambda: go_bool(cfg.usb_use_xhci),
-        "tpm-socket": lambda: cfg.tpm_socket,
-        "filesystem": lambda: cfg.filesystem,
-        "hostname": lambda: cfg.hostname or vm.name,
-        "init": lambda: go_list(cfg.init),
-        "preinit": lambda: cfg.preinit,
-        "fifo": lambda: str(cfg.fifos),
-        "volume": lambda: go_json_map(cfg.volume),
-        "console_port": lambda: str(getattr(runtime, "console_port", 0)),
-        "tags": lambda: go_json_map(vm.tags),
-    }
-    fn = simple.get(column)
-    return fn() if fn is not None else "N/A"
+    return _cells(vm.type, [column])[0](vm, view)
 
 
 def rows(vms: list[VM], columns: list[str], view: InfoView | None = None) -> list[list[str]]:
     """One row per VM."""
-    return [[value(vm, c, view) for c in columns] for vm in vms]
+    by_type: dict[VMType, list[_Cell]] = {}
+    out = []
+    for vm in vms:
+        cells = by_type.get(vm.type)
+        if cells is None:
+            cells = by_type[vm.type] = _cells(vm.type, columns)
+        out.append([cell(vm, view) for cell in cells])
+    return out
+
+
+def asked(columns: list[str], typed: list[str] | None) -> list[str]:
+    """The columns of ``columns`` that a ``.columns`` of ``typed`` names could pick.
+
+    Every column a typed name equals or starts (``.columns`` matches by
+    prefix) is kept, so the selection still finds the same column, or the
+    same ambiguity or absence; ``None`` (no ``.columns``) keeps them all.
+    """
+    if typed is None:
+        return columns
+    return [c for c in columns if any(c.lower().startswith(t) for t in typed)]
 
 
 def data(vm: VM) -> dict[str, Any]:
