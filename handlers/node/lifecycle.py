@@ -12,12 +12,14 @@ came) is never stopped, and stops run in the reverse order of starts:
    stopping kills the ``plumb`` pipelines' programs);
 4. ``optimize`` (KSM restored at stop), ``background`` processes (killed
    at stop) and host dnsmasq servers;
-5. cc on the bus, after ``-recover`` has adopted what a killed node left
+5. Open vSwitch: a private one started where none runs (stopped at the end
+   only if started here);
+6. cc on the bus, after ``-recover`` has adopted what a killed node left
    running (recovered guests redial cc at once);
-6. IP learning on the bridges;
-7. the VMs (every process killed at stop: minimega tears its VMs down when it
+7. IP learning on the bridges;
+8. the VMs (every process killed at stop: minimega tears its VMs down when it
    exits; ``-recover`` is for a node that was killed) and their captures;
-8. the scheduler's launcher, which takes VMs from other nodes.
+9. the scheduler's launcher, which takes VMs from other nodes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import nats.errors
 from megabus.bus.connection import Bus
 from megabus.bus.membership import Membership
 from megabus.bus.messages import Response
+from megabus.handlers import net
 from megabus.handlers.model.config import VMConfig
 from megabus.handlers.net import capture as pcap
 from megabus.handlers.node.discovery import discover
@@ -58,6 +61,7 @@ async def serving(state: NodeState, bus: Bus) -> AsyncIterator[None]:
         stack.push_async_callback(asyncio.to_thread, state.optimize.close)
         stack.push_async_callback(state.background.aclose)
         stack.push_async_callback(state.dnsmasq.kill_all)
+        await _switch(stack)
         stack.push_async_callback(state.cc.close)
         state.cc.bus = bus
         if state.settings.recover:
@@ -127,6 +131,13 @@ async def _pipes(state: NodeState, bus: Bus, stack: contextlib.AsyncExitStack) -
 
     await state.pipes.start(bus, peers)
     stack.push_async_callback(state.pipes.stop)
+
+
+async def _switch(stack: contextlib.AsyncExitStack) -> None:
+    private = await net.ensure_switch()
+    if private is not None:
+        # stopped after the VMs and bridges that used it are gone
+        stack.push_async_callback(private.stop)
 
 
 async def _stop_captures(state: NodeState) -> None:
