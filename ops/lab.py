@@ -24,7 +24,8 @@ What a host is (``mm<i>``, in network namespace ``<lab>-mm<i>``):
   so that VXLAN/GRE frames carrying 1500-byte guest frames pass whole;
 * its own ``megabus node -name mm<i>`` in the namespace and a mount
   namespace of its own, where ``/sys`` is the namespace's (tap names do not
-  collide between hosts; the cgroup hierarchies are bound back) and
+  collide between hosts; the cgroup hierarchies are bound back), host names
+  resolve to their ``eth0`` addresses (``/etc/hosts``) and
   ``/root`` is an overlay that adds ``/root/uminicccfs`` (minimega 2.8's
   distributed scripts name it) over the real ``/root``.
 
@@ -292,13 +293,15 @@ def wire_host(lab: Lab, host: Host) -> None:
 #: Run in the host's network namespace and a mount namespace of its own
 #: (``nsenter`` + ``unshare``): a sysfs of this network namespace on ``/sys``
 #: (tap names come from ``/sys/class/net``) with the machine's cgroup
-#: hierarchies bound back under it (containers need them), and ``/root``
+#: hierarchies bound back under it (containers need them), the lab's hosts
+#: file on ``/etc/hosts`` (``ns bridge`` resolves host names), and ``/root``
 #: overlaid with the lab's additions; then the node replaces the shell.
 _HOST_MOUNTS = """set -e
 top=$1; shift
 mount --rbind /sys/fs/cgroup "$top/cgroup"
 mount -t sysfs sysfs /sys
 mount --rbind "$top/cgroup" /sys/fs/cgroup
+mount --bind "$top/../hosts" /etc/hosts
 o="lowerdir=/root,upperdir=$top/rootfs/upper,workdir=$top/rootfs/work"
 mount -t overlay overlay -o "$o" /root
 exec "$@"
@@ -337,11 +340,25 @@ def start_node(lab: Lab, host: Host) -> None:
         time.sleep(0.1)
 
 
+def write_hosts_file(lab: Lab) -> None:
+    """The machine's hosts file plus one line per lab host, rewritten in place.
+
+    In place (same inode), so every host's bind mount sees a host that joins.
+    """
+    base = Path("/etc/hosts").read_text()
+    lines = [f"{h.ip}\t{h.name}\n" for h in lab.hosts.values()]
+    with open(Path(lab.dir) / "hosts", "a+") as f:
+        f.seek(0)
+        f.truncate()
+        f.write(base.rstrip("\n") + "\n# megabus lab\n" + "".join(lines))
+
+
 def add_host(lab: Lab) -> Host:
     index = max((h.index for h in lab.hosts.values()), default=0) + 1
     host = new_host(lab, index)
     lab.hosts[host.name] = host
     lab.save()
+    write_hosts_file(lab)
     wire_host(lab, host)
     start_node(lab, host)
     return host

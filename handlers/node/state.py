@@ -73,6 +73,8 @@ class Namespace:
     #: ``router``: the pending config of each router VM this node runs, by VM ID (2.8
     #: keeps them in the namespace on the VM's host).
     routers: dict[int, Router] = field(default_factory=dict)
+    #: ``ns bridge``: the bridges this node spread over the namespace's hosts, with their key.
+    bridges: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
