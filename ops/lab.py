@@ -97,6 +97,7 @@ class Lab:
     hosts: dict[str, Host] = field(default_factory=dict)
     prefix: str = "mm"
     heartbeat: float = 2.0
+    level: str = "info"
 
     @property
     def hub_ip(self) -> str:
@@ -326,7 +327,7 @@ def start_node(lab: Lab, host: Host) -> None:
         ["nsenter", f"--net=/var/run/netns/{host.netns}", "--", "unshare", "--mount",
          "--propagation", "slave", "sh", "-c", _HOST_MOUNTS, "sh", str(top),
          str(MEGABUS), "node", "-name", host.name, "-nats", ",".join(lab.urls),
-         "-base", host.base, "-heartbeat", str(lab.heartbeat)],
+         "-base", host.base, "-heartbeat", str(lab.heartbeat), "-level", lab.level],
         stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
     )  # fmt: skip
     host.pid = proc.pid
@@ -504,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--hubs", type=int, default=3, choices=(1, 3))
     p_up.add_argument("--host-prefix", default="mm", help="host names: <prefix><i>")
     p_up.add_argument("--heartbeat", type=float, default=2.0)
+    p_up.add_argument("--level", default="info", help="the nodes' log level")
     sub.add_parser("add", help="one more host")
     p_kill = sub.add_parser("kill", help="SIGKILL a host's node")
     p_kill.add_argument("host")
@@ -519,8 +521,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise LabError("N must be 1..200")
             if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", args.name):
                 raise LabError("--name: a lowercase letter then up to 7 letters or digits")
-            lab = Lab(name=args.name, dir=str(directory), net=args.net, port=args.port,
-                      prefix=args.host_prefix, heartbeat=args.heartbeat)  # fmt: skip
+            lab = Lab(
+                name=args.name, dir=str(directory), net=args.net, port=args.port,
+                prefix=args.host_prefix, heartbeat=args.heartbeat, level=args.level,
+            )  # fmt: skip
             up(lab, args.count, args.hubs)
             print(json.dumps(describe(lab), indent=2))
             first = next(iter(lab.hosts))
