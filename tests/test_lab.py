@@ -215,6 +215,7 @@ async def test_a_host_that_leaves_is_reported_and_one_that_joins_takes_vms(
     errors = [r.error for r in responses if r.error]
     assert len(errors) == 1, errors
     assert errors[0].startswith(f"{gone}: "), errors
+    assert errors[0].endswith("; its VMs are lost: c3"), errors
     names = {row[r.header.index("name")] for r in responses if r.header for row in r.tabular or []}
     assert names == {"c1", "c2"}
     # the others keep answering

@@ -6,7 +6,8 @@ connected, and left when the node stops. Each part is entered on an
 came) is never stopped, and stops run in the reverse order of starts:
 
 1. membership (heartbeats, micro discovery of the nodes already running);
-2. lifecycle events to the bus;
+2. lifecycle events to the bus, and following every node's VM events (which
+   host runs what: a host that stops answering has its VMs named lost);
 3. log records to the bus for a log node (``-log-node``, ``log mesh``), then
    pipes on the bus (stopped after cc, whose agents read and write them;
    stopping kills the ``plumb`` pipelines' programs);
@@ -43,6 +44,7 @@ from megabus.handlers.node.events import EventPublisher
 from megabus.handlers.node.meshlog import start_mesh_logging, stop_mesh_logging
 from megabus.handlers.node.schedule import Launcher
 from megabus.handlers.node.state import NodeState
+from megabus.handlers.node.whereabouts import Whereabouts
 from megabus.handlers.vms import Found, ReadConfig, recover
 from megabus.handlers.vms import launch as vm_launch
 
@@ -55,6 +57,7 @@ async def serving(state: NodeState, bus: Bus) -> AsyncIterator[None]:
     async with contextlib.AsyncExitStack() as stack:
         await _membership(state, bus, stack)
         _events(state, bus, stack)
+        await _whereabouts(state, bus, stack)
         await _mesh_logging(state, bus, stack)
         await _pipes(state, bus, stack)
         # 2.8's teardown gives the host its KSM values back (after the VMs are gone)
@@ -108,6 +111,18 @@ def _events(state: NodeState, bus: Bus, stack: contextlib.AsyncExitStack) -> Non
     async def stop() -> None:
         state.events = None
         await publisher.stop()
+
+    stack.push_async_callback(stop)
+
+
+async def _whereabouts(state: NodeState, bus: Bus, stack: contextlib.AsyncExitStack) -> None:
+    where = Whereabouts()
+    await where.start(bus)
+    state.whereabouts = where
+
+    async def stop() -> None:
+        state.whereabouts = None
+        await where.stop()
 
     stack.push_async_callback(stop)
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from megabus.handlers.net import VlanStore
     from megabus.handlers.node.events import EventPublisher
     from megabus.handlers.node.meshlog import MeshLogHandler
+    from megabus.handlers.node.whereabouts import Whereabouts
 
 #: minicli keeps at most this many history entries.
 HISTORY_LEN = 10000
@@ -150,6 +151,8 @@ class NodeState:
     logs: LogControl | None = None
     #: Lifecycle events to the bus.
     events: EventPublisher | None = None
+    #: Which host runs which VM, from the cluster's events (set while serving).
+    whereabouts: Whereabouts | None = None
     #: Log records to the bus for a log node.
     meshlog: MeshLogHandler | None = None
 
