@@ -154,6 +154,10 @@ async def test_vlans_reach_across_hosts_over_the_trunk_and_vxlan_and_stay_apart(
     a1, x2 = pids["a1"][1], pids["x2"][1]
     assert await pings(a1, "10.9.0.2"), "a1 (mm1) cannot reach a2 (mm2) in VLAN 10 over the trunk"
     assert await pings(x2, "10.9.0.5"), "x2 (mm2) cannot reach x3 (mm3) over VXLAN"
+    # a host tap with an address on a third host joins VLAN 10 too
+    tap = await ns_run(mm, ns, "tap create 10 ip 10.9.0.9/24", node="mm3")
+    assert tap[0].response.startswith("mega_tap"), tap
+    assert await pings(a1, "10.9.0.9"), "a1 (mm1) cannot reach mm3's host tap in VLAN 10"
     assert not await pings(a1, "10.9.0.3"), "VLAN 10 reached b3 in VLAN 20"
     assert not await pings(a1, "10.9.0.5"), "mega_bridge VLAN 10 reached the tunnel bridge"
     rows = await ns_run(mm, ns, ".columns bridge,tunnels bridge")
