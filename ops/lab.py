@@ -98,6 +98,8 @@ class Lab:
     prefix: str = "mm"
     heartbeat: float = 2.0
     level: str = "info"
+    #: the nodes' ``-accel`` (``tcg`` where KVM cannot boot a guest kernel); "" for their default
+    accel: str = ""
 
     @property
     def hub_ip(self) -> str:
@@ -327,7 +329,8 @@ def start_node(lab: Lab, host: Host) -> None:
         ["nsenter", f"--net=/var/run/netns/{host.netns}", "--", "unshare", "--mount",
          "--propagation", "slave", "sh", "-c", _HOST_MOUNTS, "sh", str(top),
          str(MEGABUS), "node", "-name", host.name, "-nats", ",".join(lab.urls),
-         "-base", host.base, "-heartbeat", str(lab.heartbeat), "-level", lab.level],
+         "-base", host.base, "-heartbeat", str(lab.heartbeat), "-level", lab.level,
+         *(["-accel", lab.accel] if lab.accel else [])],
         stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
     )  # fmt: skip
     host.pid = proc.pid
@@ -506,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--host-prefix", default="mm", help="host names: <prefix><i>")
     p_up.add_argument("--heartbeat", type=float, default=2.0)
     p_up.add_argument("--level", default="info", help="the nodes' log level")
+    p_up.add_argument("--accel", default="", help="the nodes' -accel (auto, kvm, tcg)")
     sub.add_parser("add", help="one more host")
     p_kill = sub.add_parser("kill", help="SIGKILL a host's node")
     p_kill.add_argument("host")
@@ -524,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
             lab = Lab(
                 name=args.name, dir=str(directory), net=args.net, port=args.port,
                 prefix=args.host_prefix, heartbeat=args.heartbeat, level=args.level,
+                accel=args.accel,
             )  # fmt: skip
             up(lab, args.count, args.hubs)
             print(json.dumps(describe(lab), indent=2))

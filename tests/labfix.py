@@ -63,7 +63,9 @@ def _free_ports() -> int:
 
 
 @contextlib.contextmanager
-def lab_up(directory: Path, count: int = 3, heartbeat: float = 1.0) -> Iterator[LabInfo]:
+def lab_up(
+    directory: Path, count: int = 3, heartbeat: float = 1.0, accel: str = ""
+) -> Iterator[LabInfo]:
     pid = os.getpid()
     name = f"t{pid % 100000}"
     net = f"10.{200 + pid % 50}.{pid // 50 % 250}"
@@ -71,6 +73,7 @@ def lab_up(directory: Path, count: int = 3, heartbeat: float = 1.0) -> Iterator[
     out = info.lab(
         "up", str(count), "--name", name, "--net", net, "--port", str(_free_ports()),
         "--heartbeat", str(heartbeat), "--level", os.environ.get("MEGABUS_LAB_LEVEL", "info"),
+        *(["--accel", accel] if accel else []),
     )  # fmt: skip
     try:
         status = json.loads(out)
