@@ -4,6 +4,7 @@
     ops/lab.py up 3          three hosts mm1..mm3, a three-server NATS hub, all wired
     ops/lab.py add           one more host (mm4), joins the running cluster at once
     ops/lab.py kill mm2      SIGKILL a host's node (the host "leaves"; its switch stays)
+    ops/lab.py kill-hub 1    SIGKILL one NATS hub (the other two keep JetStream going)
     ops/lab.py status        the lab as JSON (hosts, addresses, pids, NATS URLs)
     ops/lab.py down          stop every node, switch and hub; remove the namespaces
 
@@ -465,6 +466,17 @@ def kill(lab: Lab, name: str) -> None:
         time.sleep(0.05)
 
 
+def kill_hub(lab: Lab, number: int) -> None:
+    """SIGKILL hub ``number`` (1-based): the others keep JetStream's copies."""
+    if not 1 <= number <= len(lab.hub_pids):
+        raise LabError(f"no hub {number} (hubs: 1..{len(lab.hub_pids)})")
+    pid = lab.hub_pids[number - 1]
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    while alive(pid):
+        time.sleep(0.05)
+
+
 def restart(lab: Lab, name: str) -> None:
     host = lab.hosts.get(name)
     if host is None:
@@ -513,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("add", help="one more host")
     p_kill = sub.add_parser("kill", help="SIGKILL a host's node")
     p_kill.add_argument("host")
+    p_hub = sub.add_parser("kill-hub", help="SIGKILL one NATS hub (1..3)")
+    p_hub.add_argument("hub", type=int)
     p_restart = sub.add_parser("restart", help="start a killed host's node again")
     p_restart.add_argument("host")
     sub.add_parser("status", help="the lab as JSON")
@@ -542,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
             print(host.name)
         elif args.action == "kill":
             kill(lab, args.host)
+        elif args.action == "kill-hub":
+            kill_hub(lab, args.hub)
         elif args.action == "restart":
             restart(lab, args.host)
         elif args.action == "status":

@@ -241,6 +241,29 @@ async def test_a_kvm_guest_and_a_container_on_different_hosts_talk(mm: Cluster) 
     await ns_run(mm, "", f"clear namespace {ns}")
 
 
+async def test_losing_a_hub_loses_no_vlan_alias_and_no_command(lab: LabInfo, mm: Cluster) -> None:
+    ns = "hubs"
+    await lab_namespace(mm, ns)
+    await ns_run(mm, ns, "vm config net LAN")
+    before = await mm.text("mm2", f"namespace {ns} vlans")
+    assert "LAN" in before, before
+    lab.lab("kill-hub", "1")
+    async with asyncio.timeout(60):
+        # nodes and the client on hub 1 reconnect to another hub; until then a command may fail
+        while True:
+            try:
+                after = await mm.text("mm3", f"namespace {ns} vlans")
+            except Exception:
+                await asyncio.sleep(1)
+                continue
+            if after == before:
+                break
+            await asyncio.sleep(1)
+    await ns_run(mm, ns, "vm config net LAN2")
+    assert "LAN2" in await mm.text("mm2", f"namespace {ns} vlans")
+    await ns_run(mm, "", f"clear namespace {ns}")
+
+
 async def test_a_host_that_leaves_is_reported_and_one_that_joins_takes_vms(
     lab: LabInfo, mm: Cluster
 ) -> None:
