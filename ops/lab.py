@@ -408,11 +408,15 @@ def _pids_in(netns: str) -> list[int]:
 
 
 def _pids_under(path: str) -> list[int]:
-    """Processes whose root or cwd lies under ``path`` (containers a killed node left)."""
+    """Processes whose root, cwd or command line names ``path`` (what a killed node left)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
+        with contextlib.suppress(OSError):
+            if (path + "/").encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+                continue
         for link in ("root", "cwd"):
             with contextlib.suppress(OSError):
                 if os.readlink(entry / link).startswith(path + "/"):
@@ -421,11 +425,23 @@ def _pids_under(path: str) -> list[int]:
     return found
 
 
+def _thaw(pid: int) -> None:
+    """A container launched but never started sits in a frozen cgroup: no signal reaches it."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if "freezer" in controllers.split(","):
+                Path(f"/sys/fs/cgroup/freezer{path}/freezer.state").write_text("THAWED")
+            elif controllers == "":
+                Path(f"/sys/fs/cgroup{path}/cgroup.freeze").write_text("0")
+
+
 def stop_host(lab: Lab, host: Host) -> None:
     stop_pid(host.pid)
     # what a killed node left running: its VMs, container monitors and containers
     for pid in {*_pids_in(host.netns), *_pids_under(host.base)}:
         if pid != os.getpid():
+            _thaw(pid)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     env = {**os.environ, "MEGABUS_OVS_RUNDIR": host.rundir}
