@@ -82,7 +82,13 @@ class Membership:
         self.observe(hb)
 
     def observe(self, hb: Heartbeat) -> None:
-        """Record ``hb`` as received now (also used for this node's own beats)."""
+        """Record ``hb`` as received now (also used for this node's own beats).
+
+        A node's last beat (``leaving``) removes it: it is gone, not late.
+        """
+        if hb.leaving:
+            self._seen.pop(hb.node, None)
+            return
         self._seen[hb.node] = Seen(hb, self._clock())
 
     def is_live(self, node: str) -> bool:

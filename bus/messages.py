@@ -145,6 +145,9 @@ class Heartbeat(Message, tag="megabus.hb.v1", kw_only=True):
     nats_url: str = ""
     #: Unix time of the heartbeat.
     ts: float = 0.0
+    #: The node is stopping: the last beat, so that others forget it at once
+    #: instead of after three missed beats.
+    leaving: bool = False
 
 
 class StatusUpdate(Message, tag="megabus.status.v1", kw_only=True):

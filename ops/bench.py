@@ -40,9 +40,14 @@ processes with temporary bases, then measures:
 
 ``--only a,b`` runs only those parts (``oneshot``, ``commands``, ``vms``, ``mesh``,
 ``nic``, ``taps``, ``failover``, ``cc``, ``pipes``, ``routers``, ``security``, ``fuzz``,
-``speed``, ``client``, ``files``); ``--compare FILE`` then prints, after the JSON,
+``speed``, ``client``, ``files``, ``lab``); ``--compare FILE`` then prints, after the JSON,
 each figure's ratio to the same figure in FILE (an earlier run's JSON), so a change that makes one
 slower shows.
+* ``lab``: on a 3-host ``ops/lab.py`` lab (userspace datapath): ping RTT and
+  TCP throughput between containers on different hosts over the trunk and
+  over VXLAN, and ``vm launch container`` of N over the hosts, their start,
+  and ``cc exec hostname`` until all N answered (``--lab-containers N``, 0
+  by default: it needs root, Open vSwitch and the minicccfs image).
 
 Every loop is bounded; run it with the repo's venv: ``.venv/bin/python ops/bench.py``.
 """
@@ -284,6 +289,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         ("speed", lambda: speed_bench(args.speed_commands)),
         ("client", lambda: client_bench(args.client_roundtrips)),
         ("files", lambda: files_bench(args.files_mb, args.files_hash_mb)),
+        ("lab", lambda: lab_bench(args.lab_containers)),
     ]
     for part, run in parts:
         if want(part):
@@ -1331,6 +1337,176 @@ async def client_bench(runs: int) -> dict[str, object]:
     }
 
 
+# --- many hosts (ops/lab.py) ------------------------------------------------------------
+
+LAB = Path(__file__).resolve().parent / "lab.py"
+#: Bytes each throughput run sends.
+LAB_STREAM_BYTES = 200 * 1024 * 1024
+_SINK = (
+    "import socket,sys\n"
+    "s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+    "s.bind((sys.argv[1],5201));s.listen(1);print('ready',flush=True)\n"
+    "c,_=s.accept()\n"
+    "while c.recv(1<<20):pass\n"
+)
+_SOURCE = (
+    "import socket,sys,time\n"
+    "s=socket.create_connection((sys.argv[1],5201),timeout=30);b=bytes(1<<20);n=int(sys.argv[2])\n"
+    "t=time.perf_counter()\n"
+    "for _ in range(n>>20):s.sendall(b)\n"
+    "s.shutdown(socket.SHUT_WR);s.recv(1);print(time.perf_counter()-t)\n"
+)
+
+
+def _lab(directory: Path, *args: str) -> str:
+    run = subprocess.run(
+        [sys.executable, str(LAB), "--dir", str(directory), *args],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    if run.returncode != 0:
+        raise RuntimeError(f"ops/lab.py {' '.join(args)}: {run.stderr.strip()}")
+    return run.stdout
+
+
+async def _in_netns(pid: str, *argv: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "nsenter", "-t", pid, "-n", *argv, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    return out.decode()
+
+
+async def _ensure_ip(pid: str, cidr: str) -> None:
+    # the container's DHCP client flushes veth0 once as it starts: add until it stays
+    for _ in range(120):
+        if cidr in await _in_netns(pid, "ip", "-4", "-o", "addr", "show", "dev", "veth0"):
+            await asyncio.sleep(1)
+            if cidr in await _in_netns(pid, "ip", "-4", "-o", "addr", "show", "dev", "veth0"):
+                return
+        await _in_netns(pid, "ip", "addr", "add", cidr, "dev", "veth0")
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"{cidr} does not stay on container {pid}")
+
+
+async def _rtt_ms(pid: str, ip: str) -> dict[str, float]:
+    out = await _in_netns(pid, "ping", "-q", "-c", "50", "-i", "0.02", "-W", "2", ip)
+    for line in out.splitlines():
+        if line.startswith("rtt"):  # rtt min/avg/max/mdev = a/b/c/d ms
+            lo, avg, hi, mdev = (float(x) for x in line.split("=")[1].split()[0].split("/"))
+            return {"min": lo, "avg": avg, "max": hi, "mdev": mdev}
+    raise RuntimeError(f"ping {ip}: {out}")
+
+
+async def _tcp_mb_s(src: str, dst: str, dst_ip: str) -> float:
+    py = sys.executable
+    sink = await asyncio.create_subprocess_exec(
+        "nsenter", "-t", dst, "-n", py, "-c", _SINK, dst_ip, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert sink.stdout is not None
+        await asyncio.wait_for(sink.stdout.readline(), 30)
+        secs = float(await _in_netns(src, py, "-c", _SOURCE, dst_ip, str(LAB_STREAM_BYTES)))
+    finally:
+        if sink.returncode is None:
+            sink.kill()
+        await sink.wait()
+    return round(LAB_STREAM_BYTES / secs / 1e6, 1)
+
+
+async def lab_bench(containers: int) -> dict[str, object]:
+    if not containers:
+        return {}
+    import random
+
+    with tempfile.TemporaryDirectory(prefix="megabus-bench-lab-") as tmp:
+        t0 = time.perf_counter()
+        status = json.loads(_lab(
+            Path(tmp), "up", "3", "--name", "bench", "--net", "10.78.0",
+            "--port", str(random.randrange(20000, 40000)),
+        ))  # fmt: skip
+        up_s = time.perf_counter() - t0
+        bus = await Bus.connect(status["nats"].split(","), name="bench")
+        try:
+
+            async def ok(line: str, ns: str) -> list[Any]:
+                replies = await bus.command("mm1", line, namespace=ns, idle_timeout=300)
+                responses = [r for rep in replies for r in rep.responses]
+                errors = [r.error for r in responses if r.error]
+                if errors:
+                    raise RuntimeError(f"{line}: {errors[:3]}")
+                return responses
+
+            for line in (
+                "ns add-hosts localhost",
+                "ns run bridge trunk mega_bridge eth1",
+                "ns bridge tun vxlan",
+                "vm config filesystem /root/uminicccfs",
+            ):
+                await ok(line, "net")  # fmt: skip
+            for net, host, name in (
+                ("10", "mm1", "t1"),
+                ("10", "mm2", "t2"),
+                ("tun,30", "mm1", "v1"),
+                ("tun,30", "mm2", "v2"),
+            ):
+                for line in (
+                    f"vm config net {net}",
+                    f"vm config schedule {host}",
+                    f"vm launch container {name}",
+                ):
+                    await ok(line, "net")  # fmt: skip
+            await ok("vm start all", "net")
+            pids = {row[0]: row[1] for r in await ok(".columns name,pid vm info", "net")
+                    for row in r.tabular or []}  # fmt: skip
+            for i, name in enumerate(("t1", "t2", "v1", "v2"), start=1):
+                await _ensure_ip(pids[name], f"10.9.0.{i}/24")
+            links = {
+                "trunk": {
+                    "ping_ms": await _rtt_ms(pids["t1"], "10.9.0.2"),
+                    "tcp_mb_per_s": await _tcp_mb_s(pids["t1"], pids["t2"], "10.9.0.2"),
+                },
+                "vxlan": {
+                    "ping_ms": await _rtt_ms(pids["v1"], "10.9.0.4"),
+                    "tcp_mb_per_s": await _tcp_mb_s(pids["v1"], pids["v2"], "10.9.0.4"),
+                },
+            }
+            await ok("clear namespace net", "")
+            await ok("ns add-hosts localhost", "many")
+            await ok("vm config filesystem /root/uminicccfs", "many")
+            t0 = time.perf_counter()
+            await ok(f"vm launch container {containers}", "many")
+            launch_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            await ok("vm start all", "many")
+            start_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            await ok("cc exec hostname", "many")
+            answered = 0
+            while answered < containers and time.perf_counter() - t0 < 600:
+                text = "\n".join(r.response for r in await ok("cc response all", "many"))
+                answered = sum(1 for line in text.splitlines() if line.startswith("vm-"))
+                await asyncio.sleep(0.5)
+            cc_s = time.perf_counter() - t0
+            hosts = {r.host for r in await ok(".columns name vm info", "many") if r.tabular}
+        finally:
+            await bus.close()
+            _lab(Path(tmp), "down")
+    return {
+        "lab": {
+            "hosts": 3,
+            "up_s": round(up_s, 1),
+            **links,
+            "containers": containers,
+            "container_hosts": len(hosts),
+            "launch_s": round(launch_s, 1),
+            "start_s": round(start_s, 1),
+            "cc_exec_all_answered_s": round(cc_s, 1),
+            "cc_answered": answered,
+        }
+    }
+
+
 # --- files across the cluster (issue 11) -------------------------------------------------
 
 
@@ -1467,6 +1643,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--compare", type=Path, default=None, help="an earlier run's JSON: print the ratios"
+    )
+    parser.add_argument(
+        "--lab-containers", type=int, default=0, help="containers over a 3-host lab (0: no lab)"
     )
     return parser.parse_args()
 

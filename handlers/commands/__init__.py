@@ -36,6 +36,7 @@ FAMILIES = (
     "mesh",
     "host",
     "ns",
+    "ns_bridge",
     "dnsmasq",
     "qos",
     "router",

@@ -7,7 +7,7 @@ scheduler measures load; ``ns queue``, ``ns flush`` and ``ns queueing`` look
 at and change the launch queue; ``ns schedule`` runs the scheduler
 (:mod:`megabus.handlers.node.schedule`) or its ``dry-run``, ``dump``, ``mv`` and
 ``status``; ``ns run`` runs one command on every host of the namespace.
-``ns bridge``, ``ns del-bridge`` and ``ns snapshot`` live with their families.
+``ns bridge``, ``ns del-bridge`` (``ns_bridge.py``) and ``ns snapshot`` live apart.
 """
 
 from __future__ import annotations

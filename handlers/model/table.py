@@ -147,6 +147,11 @@ class VMTable:
                 ok = await fn(vm, wild)
             except CommandError as err:
                 errors.append(str(err))
+            except Exception as err:
+                # one VM's bug must not cost the others their answer (nor hide its traceback)
+                logger.exception("vm %s: failed", vm.name)
+                errors.append(f"vm {vm.name}: internal error: {type(err).__name__}: {err}")
+                ok = False
             results[vm.name] = ok
             results[str(vm.id)] = ok
 

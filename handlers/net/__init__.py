@@ -1,7 +1,8 @@
 """The node's networking: Open vSwitch, its bridges, and the taps on them.
 
 * :mod:`.ovs`: the async adapter over ``ovs-vsctl`` (finding the switch,
-  batching port changes into one transaction);
+  batching port changes into one transaction); :func:`ensure_switch` starts
+  a private userspace switch where none runs (:mod:`.ovsd`);
 * :mod:`.bridges`: the node's bridge table (2.8's ``bridges``), with the tap
   API other families call (:meth:`.bridges.Bridges.create_tap`,
   :meth:`.bridges.Bridges.destroy_taps`);
@@ -20,6 +21,7 @@ from megabus.handlers.net import bonds, capture, qos, taps, vmnics
 from megabus.handlers.net._bridges import DEFAULT_BRIDGE, Bridges, Tap
 from megabus.handlers.net._dnsmasq import Dnsmasqs, Server
 from megabus.handlers.net._iplearn import IpLearner
+from megabus.handlers.net._ovsd import PrivateSwitch, ensure_switch
 from megabus.handlers.net._vlanstore import VlanStore, parse_number
 from megabus.handlers.net.capture import Captures
 from megabus.handlers.net.qos import describe
@@ -30,12 +32,14 @@ __all__ = [
     "Captures",
     "Dnsmasqs",
     "IpLearner",
+    "PrivateSwitch",
     "Server",
     "Tap",
     "VlanStore",
     "bonds",
     "capture",
     "describe",
+    "ensure_switch",
     "parse_number",
     "qos",
     "taps",

@@ -16,9 +16,10 @@ OVSDB transactions are atomic, so when a merged batch fails its submitters'
 changes are retried one submitter at a time, and each gets its own error.
 
 Which switch: ``MEGABUS_OVS_DB`` (an ``ovs-vsctl --db`` target), else the
-first ``db.sock`` found in ``MEGABUS_OVS_RUNDIR``, ``OVS_RUNDIR``,
-``/run/openvswitch`` (the system one) and ``/run/megabus-ovs`` (what
-``ops/ovs.sh`` starts). Like 2.8's ``CheckOVS`` it sets
+``db.sock`` in ``MEGABUS_OVS_RUNDIR`` when set (and only there), else the
+first found in ``OVS_RUNDIR``, ``/run/openvswitch`` (the system one) and
+``/run/megabus-ovs`` (what ``ops/ovs.sh`` starts, and a node where none runs:
+``_ovsd.py``). Like 2.8's ``CheckOVS`` it sets
 ``other_config:vlan-limit=2`` first, which lets QinQ ports double-tag.
 Bridges get ``datapath_type=netdev`` (the userspace datapath) when the
 ``openvswitch`` kernel module is missing.
@@ -99,12 +100,10 @@ def find_db(environ: Mapping[str, str] | None = None) -> tuple[str, str | None]:
     if explicit:
         return explicit, None
     tried: list[str] = []
-    for rundir in (
-        env.get("MEGABUS_OVS_RUNDIR"),
-        env.get("OVS_RUNDIR"),
-        SYSTEM_RUNDIR,
-        PRIVATE_RUNDIR,
-    ):
+    # MEGABUS_OVS_RUNDIR names one switch (a lab host's): never fall back to another
+    own = env.get("MEGABUS_OVS_RUNDIR")
+    candidates = (own,) if own else (env.get("OVS_RUNDIR"), SYSTEM_RUNDIR, PRIVATE_RUNDIR)
+    for rundir in candidates:
         if not rundir or rundir in tried:
             continue
         tried.append(rundir)

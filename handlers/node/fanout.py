@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from megabus.bus.errors import BusError, BusTimeoutError, NoRespondersError
 from megabus.bus.messages import CommandReply, CommandRequest, ErrorReply, Response
 from megabus.handlers.model.vm import DEFAULT_NAMESPACE
+from megabus.handlers.node.whereabouts import lost_note
 
 if TYPE_CHECKING:
     from megabus.bus.connection import Bus
@@ -122,6 +123,11 @@ async def gather(
         deadline = state.mesh_timeout or None
     got: dict[str, list[Response]] = {n: [] for n in targets}
 
+    def gone(node: str, why: str) -> Response:
+        # a host that does not answer names the VMs it ran in the namespace
+        note = lost_note(state.whereabouts, node, req.namespace) if req.namespace else ""
+        return missing(node, why + note)
+
     async def one(node: str) -> None:
         stream = bus.request_stream(bus.subjects.node_cmd(node), req, idle_timeout=idle)
         async with contextlib.aclosing(stream):
@@ -134,7 +140,7 @@ async def gather(
     tasks: dict[asyncio.Task[None], str] = {}
     for node in targets:
         if _gone(state, node):
-            got[node].append(missing(node, "not responding (missed 3 heartbeats)"))
+            got[node].append(gone(node, "not responding (missed 3 heartbeats)"))
         else:
             tasks[asyncio.create_task(one(node), name=f"gather-{node}")] = node
     loop = asyncio.get_running_loop()
@@ -155,7 +161,7 @@ async def gather(
                     continue
                 task.cancel()
                 pending.discard(task)
-                got[node].append(missing(node, why))
+                got[node].append(gone(node, why))
     finally:
         left = [t for t in tasks if not t.done()]
         for task in left:
@@ -168,11 +174,11 @@ async def gather(
             continue
         err = task.exception()
         if isinstance(err, NoRespondersError):
-            got[node].append(missing(node, "no such node"))
+            got[node].append(gone(node, "no such node"))
         elif isinstance(err, BusTimeoutError):
-            got[node].append(missing(node, f"timed out (silent for {idle:g}s)"))
+            got[node].append(gone(node, f"timed out (silent for {idle:g}s)"))
         elif isinstance(err, BusError):
-            got[node].append(missing(node, str(err)))
+            got[node].append(gone(node, str(err)))
         elif err is not None:
             raise err
     return got

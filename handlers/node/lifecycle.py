@@ -6,19 +6,22 @@ connected, and left when the node stops. Each part is entered on an
 came) is never stopped, and stops run in the reverse order of starts:
 
 1. membership (heartbeats, micro discovery of the nodes already running);
-2. lifecycle events to the bus;
+2. lifecycle events to the bus, and following every node's VM events (which
+   host runs what: a host that stops answering has its VMs named lost);
 3. log records to the bus for a log node (``-log-node``, ``log mesh``), then
    pipes on the bus (stopped after cc, whose agents read and write them;
    stopping kills the ``plumb`` pipelines' programs), then the files
    (serving, transfers resumed from the last run, ``-hashfiles``' index);
 4. ``optimize`` (KSM restored at stop), ``background`` processes (killed
    at stop) and host dnsmasq servers;
-5. cc on the bus, after ``-recover`` has adopted what a killed node left
+5. Open vSwitch: a private one started where none runs (stopped at the end
+   only if started here);
+6. cc on the bus, after ``-recover`` has adopted what a killed node left
    running (recovered guests redial cc at once);
-6. IP learning on the bridges;
-7. the VMs (every process killed at stop: minimega tears its VMs down when it
+7. IP learning on the bridges;
+8. the VMs (every process killed at stop: minimega tears its VMs down when it
    exits; ``-recover`` is for a node that was killed) and their captures;
-8. the scheduler's launcher, which takes VMs from other nodes.
+9. the scheduler's launcher, which takes VMs from other nodes.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import nats.errors
 from megabus.bus.connection import Bus
 from megabus.bus.membership import Membership
 from megabus.bus.messages import Response
+from megabus.handlers import net
 from megabus.handlers.model.config import VMConfig
 from megabus.handlers.net import capture as pcap
 from megabus.handlers.node.discovery import discover
@@ -41,6 +45,7 @@ from megabus.handlers.node.events import EventPublisher
 from megabus.handlers.node.meshlog import start_mesh_logging, stop_mesh_logging
 from megabus.handlers.node.schedule import Launcher
 from megabus.handlers.node.state import NodeState
+from megabus.handlers.node.whereabouts import Whereabouts
 from megabus.handlers.vms import Found, ReadConfig, recover
 from megabus.handlers.vms import launch as vm_launch
 
@@ -53,6 +58,7 @@ async def serving(state: NodeState, bus: Bus) -> AsyncIterator[None]:
     async with contextlib.AsyncExitStack() as stack:
         await _membership(state, bus, stack)
         _events(state, bus, stack)
+        await _whereabouts(state, bus, stack)
         await _mesh_logging(state, bus, stack)
         await _pipes(state, bus, stack)
         await _files(state, bus, stack)
@@ -60,6 +66,7 @@ async def serving(state: NodeState, bus: Bus) -> AsyncIterator[None]:
         stack.push_async_callback(asyncio.to_thread, state.optimize.close)
         stack.push_async_callback(state.background.aclose)
         stack.push_async_callback(state.dnsmasq.kill_all)
+        await _switch(stack)
         stack.push_async_callback(state.cc.close)
         state.cc.bus = bus
         if state.settings.recover:
@@ -110,6 +117,18 @@ def _events(state: NodeState, bus: Bus, stack: contextlib.AsyncExitStack) -> Non
     stack.push_async_callback(stop)
 
 
+async def _whereabouts(state: NodeState, bus: Bus, stack: contextlib.AsyncExitStack) -> None:
+    where = Whereabouts()
+    await where.start(bus)
+    state.whereabouts = where
+
+    async def stop() -> None:
+        state.whereabouts = None
+        await where.stop()
+
+    stack.push_async_callback(stop)
+
+
 async def _mesh_logging(state: NodeState, bus: Bus, stack: contextlib.AsyncExitStack) -> None:
     control = state.log_control()
     handler = await start_mesh_logging(control, bus, state.name, state.settings.log_node)
@@ -137,6 +156,13 @@ async def _files(state: NodeState, bus: Bus, stack: contextlib.AsyncExitStack) -
 
     await state.files.start(bus, peers)
     stack.push_async_callback(state.files.stop)
+
+
+async def _switch(stack: contextlib.AsyncExitStack) -> None:
+    private = await net.ensure_switch()
+    if private is not None:
+        # stopped after the VMs and bridges that used it are gone
+        stack.push_async_callback(private.stop)
 
 
 async def _stop_captures(state: NodeState) -> None:

@@ -241,6 +241,7 @@ class Node:
             self._heartbeat.cancel()
             await asyncio.wait([self._heartbeat])
             self._heartbeat = None
+            await self._last_beat()
         if self._service is not None:
             with contextlib.suppress(nats.errors.Error):
                 await self._service.stop()
@@ -488,6 +489,19 @@ class Node:
             except BusError as err:
                 self._log.warning("heartbeat not sent: %s", err)
             await asyncio.sleep(self.settings.heartbeat)
+
+    async def _last_beat(self) -> None:
+        """Tell the others this node leaves (they drop it at once; best effort)."""
+        hb = Heartbeat(
+            node=self.name, version=version(), uptime=time.time() - self._started,
+            interval=self.settings.heartbeat, nats_url=self.nats_url, ts=time.time(),
+            leaving=True,
+        )  # fmt: skip
+        try:
+            await self.bus.publish(self.bus.subjects.heartbeat(self.name), hb)
+            await self.bus.nc.flush(timeout=2)
+        except (BusError, nats.errors.Error, TimeoutError) as err:
+            self._log.info("last heartbeat not sent: %s", err)
 
     # --- shutdown steps ---------------------------------------------------------
 

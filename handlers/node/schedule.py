@@ -231,8 +231,10 @@ async def placed_vms(ctx: Context) -> dict[str, str]:
         for node, responses in got.items():
             for resp in responses:
                 for vm in resp.data or []:
-                    if isinstance(vm, dict) and "name" in vm:
-                        where[str(vm["name"])] = node
+                    # vm info's data is 2.8's JSON: the VM's fields are capitalized
+                    name = vm.get("Name", vm.get("name")) if isinstance(vm, dict) else None
+                    if name is not None:
+                        where[str(name)] = node
     return where
 
 

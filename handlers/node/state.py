@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from megabus.handlers.net import VlanStore
     from megabus.handlers.node.events import EventPublisher
     from megabus.handlers.node.meshlog import MeshLogHandler
+    from megabus.handlers.node.whereabouts import Whereabouts
 
 #: minicli keeps at most this many history entries.
 HISTORY_LEN = 10000
@@ -74,6 +75,8 @@ class Namespace:
     #: ``router``: the pending config of each router VM this node runs, by VM ID (2.8
     #: keeps them in the namespace on the VM's host).
     routers: dict[int, Router] = field(default_factory=dict)
+    #: ``ns bridge``: the bridges this node spread over the namespace's hosts, with their key.
+    bridges: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -151,6 +154,8 @@ class NodeState:
     logs: LogControl | None = None
     #: Lifecycle events to the bus.
     events: EventPublisher | None = None
+    #: Which host runs which VM, from the cluster's events (set while serving).
+    whereabouts: Whereabouts | None = None
     #: Log records to the bus for a log node.
     meshlog: MeshLogHandler | None = None
 
