@@ -44,6 +44,7 @@ FAMILIES = (
     "optimize",
     "nuke",
     "debug",
+    "vnc",
 )
 
 

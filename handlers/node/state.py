@@ -35,6 +35,7 @@ from megabus.handlers.node.logs import LogControl, setup_logging
 from megabus.handlers.pipes import Plumber
 from megabus.handlers.routers import Router
 from megabus.handlers.vms import VmHost, info
+from megabus.handlers.vnc import Screens
 
 if TYPE_CHECKING:
     from megabus.bus.membership import Membership
@@ -142,6 +143,8 @@ class NodeState:
     #: ``plumb``/``pipe``: the node's pipes and pipelines (on the bus once the node serves);
     #: cc agents read and write them too (``cc exec stdin=<pipe>``).
     pipes: Plumber = field(init=False)
+    #: ``vnc``: kb/fb recordings and kb playbacks, per namespace.
+    vnc: Screens = field(default_factory=Screens)
 
     # -- set while the node serves (node.lifecycle) -------------------------------------
     #: The log destinations; made from the settings on first use.
@@ -167,8 +170,9 @@ class NodeState:
         )
         self.optimize = Optimizer(self.vms)
         self.vm_host = VmHost(
-            self.settings, self.vms, self.bridges, self.cc, hugepages=self.optimize.hugepages
-        )
+            self.settings, self.vms, self.bridges, self.cc, self.vnc,
+            hugepages=self.optimize.hugepages,
+        )  # fmt: skip
         self.info_view = info.InfoView(
             print_vlan=self.vlans.print_vlan, cc_active=self.cc.active, bridges=self.bridges
         )
