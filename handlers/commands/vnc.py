@@ -8,6 +8,7 @@ file name is under the files directory (``-filepath``), as in 2.8.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import TYPE_CHECKING
 
@@ -56,8 +57,13 @@ below.
 #: This is an example of a vnc playback comment"""
 
 
-def _path(ctx: Context, name: str) -> str:
-    return name if os.path.isabs(name) else os.path.join(ctx.state.settings.files_dir, name)
+async def _path(ctx: Context, name: str) -> str:
+    if os.path.isabs(name):
+        return name
+    files = ctx.state.settings.files_dir
+    # 2.8's files directory exists from the start; ours is made on first use
+    await asyncio.to_thread(os.makedirs, files, exist_ok=True)
+    return os.path.join(files, name)
 
 
 def _socket(vm: VM) -> str:
@@ -80,7 +86,7 @@ async def vnc_record(ctx: Context, cmd: Command) -> Result:
     rec = ctx.state.vnc.recorder(ctx.namespace)
     kb = cmd.flag("kb")
     if cmd.flag("record"):
-        path = _path(ctx, cmd.arg("filename"))
+        path = await _path(ctx, cmd.arg("filename"))
         if kb:
             await rec.record_kb(vm.name, path)
         else:
@@ -107,7 +113,7 @@ async def vnc_record(ctx: Context, cmd: Command) -> Result:
 async def vnc_play(ctx: Context, cmd: Command) -> Result:
     """2.8's ``cliVNCPlay``: one action on the playback of each targeted KVM VM."""
     player = ctx.state.vnc.player(ctx.namespace)
-    path = _path(ctx, cmd.arg("filename")) if cmd.flag("play") else ""
+    path = await _path(ctx, cmd.arg("filename")) if cmd.flag("play") else ""
     rows: list[list[str]] = []
 
     async def one(vm: VM, wild: bool) -> bool:

@@ -64,6 +64,8 @@ class Playback:
             await self._play_file(None, path)
         except (OSError, RfbError, ConnectionError, ValueError, TimeoutError) as err:
             logger.error("playback failed: %s", err)
+        else:
+            await self.client.sync()
         finally:
             self.closed = True
             await self.client.close()
@@ -202,6 +204,7 @@ class Player:
             await client.close()
             raise CommandError(f"kb playback {name} already playing")
         pb = Playback(name, client)
+        pb.file = path  # shown by ``vnc`` before the task reads the file
         self.playing[name] = pb
         pb.task = self._tasks.spawn(pb.run(path), f"play:{name}")
 
@@ -267,6 +270,7 @@ class Player:
             raise CommandError(f"dial vnc: {err}") from None
         try:
             await client.send(event)
+            await client.sync()
         finally:
             await client.close()
 

@@ -128,17 +128,23 @@ class Recorder:
         client = rec.client
         requests = self._tasks.spawn(self._fb_requests(client), f"fb-req:{rec.name}")
         prev = time.monotonic_ns()
+        # gzip costs: each write runs in a thread; it must finish before the file
+        # closes, even when this task is cancelled in the middle of it
+        write: asyncio.Future[int] | None = None
         try:
             while data := await client.reader.read(FB_CHUNK):
                 now = time.monotonic_ns()
                 chunk = b"%d %d\r\n" % (now - prev, len(data)) + data + b"\r\n"
                 prev = now
-                await asyncio.to_thread(out.write, chunk)  # gzip costs: off the loop
+                write = asyncio.ensure_future(asyncio.to_thread(out.write, chunk))
+                await asyncio.shield(write)
         except (OSError, ConnectionError) as err:
             logger.info("fb recording %s: %s", rec.name, err)
         finally:
             requests.cancel()
-            await asyncio.shield(asyncio.to_thread(out.close))
+            if write is not None and not write.done():
+                await asyncio.wait([write])
+            await asyncio.to_thread(out.close)
             await client.close()
 
     async def _fb_requests(self, client: Client) -> None:
@@ -164,6 +170,7 @@ class Recorder:
     async def _end_fb(self, rec: FbRecording) -> None:
         if rec.task is not None:
             rec.task.cancel()
+            # the task closes the file, after its last write (see _fb)
             with contextlib.suppress(asyncio.CancelledError):
                 await rec.task
 

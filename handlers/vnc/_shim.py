@@ -34,10 +34,13 @@ class VncShim:
         socket_path: QEMU's VNC unix socket.
         on_event: gets the key and pointer events clients send.
         name: for logs and task names.
-        bind: the address to listen on (2.8 listens on every interface).
+        bind: the address to listen on (2.8 listens on every interface; one
+            IPv4 socket, since a port 0 per address family gives two ports).
     """
 
-    def __init__(self, socket_path: str, on_event: OnEvent, name: str, bind: str = "") -> None:
+    def __init__(
+        self, socket_path: str, on_event: OnEvent, name: str, bind: str = "0.0.0.0"
+    ) -> None:
         self.socket_path = socket_path
         self.on_event = on_event
         self.name = name
@@ -49,7 +52,7 @@ class VncShim:
 
     async def start(self) -> int:
         """Listen on a free port and return it."""
-        self._server = await asyncio.start_server(self._client, self.bind or None, 0)
+        self._server = await asyncio.start_server(self._client, self.bind, 0)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
 

@@ -313,6 +313,18 @@ class Client:
         await asyncio.wait_for(self.read_update(), limit)
         return self.frame
 
+    async def sync(self, limit: float = 10.0) -> None:
+        """Wait until the server has handled everything sent so far.
+
+        QEMU handles a client's messages in order, so the answer to a screen
+        request comes after the events before it took effect; closing at once
+        instead can lose the last events of a burst.
+        """
+        try:
+            await self.screenshot(limit)
+        except (RfbError, OSError, TimeoutError):
+            pass
+
     async def close(self) -> None:
         """Close the connection."""
         self.writer.close()
