@@ -45,6 +45,7 @@ FAMILIES = (
     "nuke",
     "debug",
     "vnc",
+    "viz",
 )
 
 
