@@ -8,7 +8,6 @@ must draw it.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from nodes import MiniNode, node_at
 from ovsfix import ovs, unique
 
 from megabus.bus.server import EmbeddedServer
+from megabus.cli.graph import render
 
 __all__ = ["ovs"]
 
@@ -67,8 +67,10 @@ async def test_viz_writes_28s_dot(vznode: MiniNode, tmp_path: Path) -> None:
     )
     if shutil.which("dot") is None:
         pytest.fail("graphviz's dot is missing (ops/setup.sh installs it)")
-    svg = subprocess.run(["dot", "-Tsvg", str(out)], capture_output=True, check=True).stdout
-    assert b"<svg" in svg and b"n1:lonely:2" in svg
+    svg = await render(out.read_text(), "svg")
+    assert b"<svg" in svg
+    assert b"n1:lonely:2" in svg
+    assert (await render(out.read_text(), "png")).startswith(b"\x89PNG")
 
     bad = tmp_path / "no" / "dir.dot"
     assert await vznode.errors(f"viz {bad}") == [f"open {bad}: no such file or directory"]
