@@ -12,14 +12,16 @@ files directory) are refused.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from ccworld import node_state
+from ccworld import node_state, wait_for
 from ovsfix import ovs, unique
 from playwright.async_api import Browser, Page, async_playwright
 
@@ -33,6 +35,7 @@ pytestmark = [pytest.mark.usefixtures("ovs"), pytest.mark.timeout(180)]
 
 NODE = "ccnode"  # ccworld's node
 CHROMIUM = "/usr/bin/chromium"
+MEGABUS = str(Path(sys.executable).parent / "megabus")
 #: Generous bounds for the browser's waits (ms): a loaded CI machine is slow.
 WAIT = 20_000
 
@@ -155,6 +158,21 @@ async def test_the_page_shows_and_drives_the_cluster(
             )
             await console.wait_for_function(f"({LIT_CANVAS})() > 0", timeout=WAIT)
             assert await lit_canvas(console) > 0
+            # what is typed in noVNC reaches the kb recorder through the shim
+            rec = tmp_path / "novnc.kb"
+            await run(bus, f"vnc record kb a0 {rec}")
+            await console.click("#screen canvas")
+            await console.keyboard.type("ab")
+
+            async def typed() -> bool:
+                return rec.read_text().count("KeyEvent") >= 4
+
+            await wait_for(typed, "noVNC's keys in the recording")
+            await run(bus, "vnc stop kb a0")
+            events = [line.split(":", 1)[1] for line in rec.read_text().splitlines()]
+            keys = [e for e in events if e.startswith("KeyEvent")]
+            assert keys == [f"KeyEvent,{d},{k}" for k in "ab" for d in ("true", "false")]
+            assert any(e.startswith("PointerEvent,1,") for e in events)
 
             async with aiohttp.ClientSession() as http:
                 async with http.get(f"{url}files/notes.txt") as r:
@@ -167,6 +185,17 @@ async def test_the_page_shows_and_drives_the_cluster(
                     assert r.status == 404
                 async with http.post(f"{url}api/command", data="not json") as r:
                     assert r.status == 400
+
+        # megabus viz: the same graph as a picture, from the command line
+        svg = tmp_path / "topo.svg"
+        proc = await asyncio.create_subprocess_exec(
+            MEGABUS, "-nats", nats_url, "-node", NODE, "-base", str(tmp_path / "nobase"),
+            "viz", "-o", str(svg),
+        )  # fmt: skip
+        assert await proc.wait() == 0
+        picture = svg.read_text()
+        assert picture.startswith("<?xml")
+        assert "ccnode:a0:0" in picture
 
         # a page for one namespace: the others' VMs are not there
         async with (
