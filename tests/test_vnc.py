@@ -373,3 +373,14 @@ async def test_bad_input_gets_clear_errors(vnode: MiniNode, tmp_path: Path) -> N
     await ok(vnode, "clear vnc")
     assert await vnode.text("vnc") == ""
     assert (files / "rel.kb").exists()
+
+
+async def test_clear_namespace_ends_its_recordings(vnode: MiniNode, tmp_path: Path) -> None:
+    vnode.state.settings.accel = "auto"
+    await ok(vnode, "namespace lab vm launch kvm vm0")
+    await ok(vnode, f"namespace lab vnc record kb vm0 {tmp_path / 'lab.kb'}")
+    await ok(vnode, "vm launch kvm vm0")
+    await ok(vnode, f"vnc record kb vm0 {tmp_path / 'main.kb'}")
+    await ok(vnode, "clear namespace lab")
+    assert await vnode.text("namespace lab vnc") == ""
+    assert "main.kb" in await ok(vnode, "vnc")

@@ -13,9 +13,10 @@ import os
 from typing import TYPE_CHECKING
 
 from megabus.bus.errors import CommandError
+from megabus.handlers.commands.namespace import on_destroy
 from megabus.handlers.commands.vm import find_kvm, table
 from megabus.handlers.model.vm import VMType
-from megabus.handlers.node.registry import Result, command, on_clear_all
+from megabus.handlers.node.registry import Result, command
 from megabus.handlers.vms import KvmRuntime
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ async def clear_vnc(ctx: Context, cmd: Command) -> Result:
     return None
 
 
-@on_clear_all(order=45)
-async def _clear_all(ctx: Context) -> None:
-    # clear all destroys every namespace; their recordings and playbacks end with them
-    await ctx.state.vnc.close()
+@on_destroy(30)
+async def _destroy(ctx: Context, namespace: str) -> None:
+    # 2.8 stops a namespace's captures and VNC before its VMs go
+    await ctx.state.vnc.clear(namespace)
