@@ -31,13 +31,13 @@ from megabus.cli.web import serving
 
 __all__ = ["ovs"]
 
-pytestmark = [pytest.mark.usefixtures("ovs"), pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.usefixtures("ovs"), pytest.mark.timeout(400)]
 
 NODE = "ccnode"  # ccworld's node
 CHROMIUM = "/usr/bin/chromium"
 MEGABUS = str(Path(sys.executable).parent / "megabus")
 #: Generous bounds for the browser's waits (ms): a loaded CI machine is slow.
-WAIT = 20_000
+WAIT = 60_000
 
 
 @pytest.fixture
