@@ -8,6 +8,8 @@ Forms::
     megabus [flags] read FILE         run each line of FILE as a command
     megabus [flags] events [kinds]    print bus events as JSON lines
     megabus [flags] status            live view of nodes, status and logs
+    megabus [flags] web               the web UI (VMs, screens, noVNC, graph, commands)
+    megabus [flags] viz [-T png]      the namespace's topology as SVG or PNG
     megabus agent [flags]             the guest agent (2.8's miniccc)
     megabus lognode -dir D [flags]    write every node's log records to D/<node>.log
     megabus schema [-pyi]             the bus's subjects, messages and command table (JSON),
@@ -47,6 +49,10 @@ usage: megabus node [flags]                 run a node
        megabus [flags] events [KIND...]     print bus messages as JSON lines
                                             (KIND: event status log vlans hb)
        megabus [flags] status               live view of nodes, status, logs
+       megabus [flags] web [-listen ADDR] [-port N] [-files DIR]
+                                            the web UI (VMs, screens, noVNC, graph)
+       megabus [flags] viz [-T svg|png] [-o FILE]
+                                            the namespace's topology picture
        megabus agent [agent flags]          the guest agent (miniccc; -h for flags)
        megabus lognode -dir DIR [-max-bytes N] [-backups K] [flags]
                                             write each node's log records to DIR/<node>.log
@@ -128,6 +134,11 @@ def _dispatch(args: list[str]) -> int:
     if verb in ("attach", "read", "events", "status", "plan", "up", "down"):
         more, rest = parse_interspersed(rest, CLIENT_FLAGS)
         flags.update(more)
+    if verb in ("web", "viz"):
+        more, rest = parse_interspersed(rest, {**CLIENT_FLAGS, **PICTURE_FLAGS})
+        flags.update(more)
+        _no_args(verb, rest)
+        return _run_picture(verb, flags)
     if verb == "attach":
         _no_args(verb, rest)
         from megabus.cli.shell import attach
@@ -170,6 +181,32 @@ def _dispatch(args: list[str]) -> int:
     raise UsageError(
         f"unknown command {verb!r} (did you mean: megabus -e {quote_args([verb, *rest])})"
     )
+
+
+#: Flags of ``megabus web`` and ``megabus viz``.
+PICTURE_FLAGS: dict[str, tuple[str, bool]] = {
+    "listen": ("listen", True),
+    "port": ("port", True),
+    "files": ("files", True),
+    "o": ("out", True),
+    "T": ("format", True),
+}
+
+
+def _run_picture(verb: str, flags: dict[str, str | bool]) -> int:
+    target = resolve_target(flags)
+    if verb == "viz":
+        from megabus.cli.graph import run_viz
+
+        return run_viz(target, str(flags.get("format") or "svg"), str(flags.get("out") or ""))
+    _configure_logging(os.environ.get("MEGABUS_LEVEL", "error"), "", True)
+    from megabus.cli.web import DEFAULT_PORT, run_web
+
+    port = _int_flag(flags, "port") if flags.get("port") else DEFAULT_PORT
+    files = str(flags.get("files") or os.path.join(target.base, "files"))
+    from pathlib import Path
+
+    return run_web(target, Path(files), str(flags.get("listen") or "127.0.0.1"), port)
 
 
 def _no_args(verb: str, rest: list[str]) -> None:

@@ -37,17 +37,22 @@ processes with temporary bases, then measures:
   ``vm config net`` on a fresh node and after ``clear vlans``, and the idle
   memory of node plus nats-server before and after 100,000 commands
   (``--speed-commands``).
-
-``--only a,b`` runs only those parts (``oneshot``, ``commands``, ``vms``, ``mesh``,
-``nic``, ``taps``, ``failover``, ``cc``, ``pipes``, ``routers``, ``security``, ``fuzz``,
-``speed``, ``client``, ``files``, ``lab``); ``--compare FILE`` then prints, after the JSON,
-each figure's ratio to the same figure in FILE (an earlier run's JSON), so a change that makes one
-slower shows.
 * ``lab``: on a 3-host ``ops/lab.py`` lab (userspace datapath): ping RTT and
   TCP throughput between containers on different hosts over the trunk and
   over VXLAN, and ``vm launch container`` of N over the hosts, their start,
   and ``cc exec hostname`` until all N answered (``--lab-containers N``, 0
   by default: it needs root, Open vSwitch and the minicccfs image).
+* ``screens``: the web UI with N VMs (``--web-vms``, 200): first paint and
+  the time until the table holds them all in headless chromium, and how long a
+  VM launched by another client takes to show (p50, p99); screenshots per
+  second through the web; RFB framebuffer MB/s through a guest's VNC shim and
+  straight from QEMU's socket.
+
+``--only a,b`` runs only those parts (``oneshot``, ``commands``, ``vms``, ``mesh``,
+``nic``, ``taps``, ``failover``, ``cc``, ``pipes``, ``routers``, ``security``, ``fuzz``,
+``speed``, ``client``, ``files``, ``lab``, ``screens``); ``--compare FILE`` then
+prints, after the JSON, each figure's ratio to the same figure in FILE (an
+earlier run's JSON), so a change that makes one slower shows.
 
 Every loop is bounded; run it with the repo's venv: ``.venv/bin/python ops/bench.py``.
 """
@@ -290,6 +295,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         ("client", lambda: client_bench(args.client_roundtrips)),
         ("files", lambda: files_bench(args.files_mb, args.files_hash_mb)),
         ("lab", lambda: lab_bench(args.lab_containers)),
+        ("screens", lambda: screens_bench(args.web_vms)),
     ]
     for part, run in parts:
         if want(part):
@@ -1589,6 +1595,130 @@ async def files_bench(mb: int, hash_mb: int) -> dict[str, object]:
     return out
 
 
+# --- screens: web UI, screenshots, VNC shim (issue 12) ---------------------------------
+
+
+async def _rfb_mb_per_s(open_client: Any, seconds: float) -> float:
+    """Full framebuffer updates read back to back for ``seconds``: MB/s."""
+    client = await open_client()
+    try:
+        got = 0
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            await client.screenshot(10)
+            got += client.width * client.height * 4
+        return round(got / (time.perf_counter() - t0) / 1e6, 1)
+    finally:
+        await client.close()
+
+
+async def screens_bench(vms: int) -> dict[str, object]:
+    """The ``screens`` figures (see the module docstring)."""
+    if vms <= 0:
+        return {}
+    from playwright.async_api import async_playwright
+
+    from megabus.cli.args import Target
+    from megabus.cli.web import serving
+    from megabus.handlers.vnc import rfb
+
+    out: dict[str, object] = {"web_vms": vms}
+    with tempfile.TemporaryDirectory(prefix="megabus-bench-web-") as tmp:
+        root = Path(tmp)
+        async with EmbeddedServer(root / "nats", port=0) as server:
+            url = server.client_url
+            node = "benchweb"
+            proc = await start_node(node, url, root / "base")
+            bus = await Bus.connect([url], name="bench-web")
+            try:
+                # the table's VMs: defined, not run (a QEMU that cannot start: ERROR)
+                await _vm_cmd(bus, node, "vm config qemu /nonexistent/qemu-for-bench")
+                await _vm_cmd(bus, node, f"vm launch kvm w[1-{vms}]")
+                await _vm_cmd(bus, node, "clear vm config qemu")
+                async with serving(Target(node, [url]), root / "files", port=0) as web_url:
+                    out.update(await _page_figures(bus, node, web_url, vms, async_playwright))
+                    # one real guest for screenshots and the shim
+                    await _vm_cmd(bus, node, "vm config memory 128")
+                    await _vm_cmd(bus, node, "vm launch kvm shot")
+                    await _vm_cmd(bus, node, "vm start shot")
+                    await asyncio.sleep(1)
+                    out["screenshots_per_s"] = await _screenshots(web_url, 20)
+                rows = await bus.command(node, ".columns vnc_port,id .filter name=shot vm info")
+                port, vm_id = rows[0].responses[0].tabular[0]  # type: ignore[index]
+                sock = str(root / "base" / vm_id / "vnc")
+                out["vnc_shim_mb_per_s"] = await _rfb_mb_per_s(
+                    lambda: rfb.Client.open_tcp("127.0.0.1", int(port)), 3
+                )
+                out["vnc_direct_mb_per_s"] = await _rfb_mb_per_s(
+                    lambda: rfb.Client.open_unix(sock), 3
+                )
+                await _vm_cmd(bus, node, "clear all")
+            finally:
+                await bus.close()
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 30)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+    return {"screens": out}
+
+
+async def _page_figures(
+    bus: Bus, node: str, web_url: str, vms: int, async_playwright: Any
+) -> dict[str, object]:
+    out: dict[str, object] = {}
+    if not os.access("/usr/bin/chromium", os.X_OK):
+        return {"page": "chromium missing"}
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox"]
+        )
+        try:
+            page = await browser.new_page()
+            t0 = time.perf_counter()
+            await page.goto(web_url)
+            await page.wait_for_function(
+                f"document.getElementById('count').textContent.startsWith('{vms} of')",
+                timeout=60_000,
+            )
+            out["table_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+            paint = await page.evaluate(
+                "performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? -1"
+            )
+            out["first_paint_ms"] = round(float(paint), 1)
+            samples = []
+            for i in range(10):
+                t1 = time.perf_counter()
+                await _vm_cmd(bus, node, "vm config qemu /nonexistent/qemu-for-bench")
+                await _vm_cmd(bus, node, f"vm launch kvm late{i}")
+                await page.wait_for_function(
+                    f"document.getElementById('count').textContent.startsWith('{vms + i + 1} of')",
+                    timeout=30_000,
+                )
+                samples.append(time.perf_counter() - t1)
+            await _vm_cmd(bus, node, "clear vm config qemu")
+            out["update_ms"] = percentiles(samples)
+        finally:
+            await browser.close()
+    return out
+
+
+async def _screenshots(web_url: str, count: int) -> float:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        t0 = time.perf_counter()
+        for i in range(count):
+            # a new size each time: the web's one-second cache never answers
+            async with http.get(
+                f"{web_url}api/vm/minimega/shot/screenshot.png?size={200 + i}"
+            ) as r:
+                assert r.status == 200, await r.text()
+                await r.read()
+        return round(count / (time.perf_counter() - t0), 1)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--oneshot-runs", type=int, default=30)
@@ -1646,6 +1776,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--lab-containers", type=int, default=0, help="containers over a 3-host lab (0: no lab)"
+    )
+    parser.add_argument(
+        "--web-vms", type=int, default=200, help="VMs in the web UI's table (0: no screens bench)"
     )
     return parser.parse_args()
 

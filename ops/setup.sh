@@ -14,7 +14,8 @@ cd "$repo"
 # guests and containers, debootstrap roots, capture and the vm_screenshot script;
 # the router daemon's programs (BIRD 2, dhclient, nslookup, route, sysctl, depmod);
 # libfuse 3 and fusermount3 for `cc mount` of KVM guests (FUSE, via mfusepy);
-# openssl, whose CLI makes the throw-away CAs of the TLS tests and the bench.
+# openssl, whose CLI makes the throw-away CAs of the TLS tests and the bench;
+# the web UI's noVNC 1.3 and graphviz (viz pictures), and chromium to test the page.
 packages=(
     python3 python3-venv python3-pip git
     openvswitch-switch qemu-system-x86 qemu-utils dnsmasq-base iptables iproute2
@@ -23,6 +24,7 @@ packages=(
     bird2 isc-dhcp-client dnsutils net-tools procps kmod
     openssl
     fuse3 e2fsprogs
+    novnc graphviz chromium
 )
 
 sudo=""

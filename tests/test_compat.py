@@ -34,9 +34,7 @@ from ovsfix import ovs  # noqa: F401  (the session fixture, which minitest asks 
 from megabus.bus.connection import Bus
 
 #: Scripts that must fail today, each with the reason.
-EXPECTED_FAILURES = {
-    "vnc": "issue 12: no vnc yet",
-}
+EXPECTED_FAILURES = {}
 
 
 def _params() -> list[object]:

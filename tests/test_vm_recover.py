@@ -47,9 +47,19 @@ async def run(bus: Bus, line: str, namespace: str = "") -> list[list[str]]:
 
 
 async def info(bus: Bus, namespace: str) -> list[list[str]]:
+    """``vm info`` but uptime and vnc_port (a recovered guest gets a new shim port, as in 2.8)."""
     rows = await run(bus, "vm info", namespace)
-    up = rows[0].index("uptime")
-    return [row[:up] + row[up + 1 :] for row in rows]
+    drop = {rows[0].index("uptime"), rows[0].index("vnc_port")}
+    return [[v for i, v in enumerate(row) if i not in drop] for row in rows]
+
+
+async def rfb_banner(port: int) -> bytes:
+    """The first bytes a VNC server sends on ``port``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        return await asyncio.wait_for(reader.readexactly(12), 10)
+    finally:
+        writer.close()
 
 
 async def qmp_status(bus: Bus, vm: str, namespace: str) -> str:
@@ -103,6 +113,12 @@ async def test_sigkill_then_recover_shows_the_same_vms(
         assert await qmp_status(client, "a1", "") == "running"
         assert await qmp_status(client, "a2", "") == "paused"
         assert await qmp_status(client, "b", "other") == "running"
+        # each live guest has a new VNC shim, and QEMU's VNC answers through it
+        ports = await run(client, ".columns name,state,vnc_port vm info")
+        for name, state, port in ports[1:]:
+            if state == "QUIT":
+                continue
+            assert await rfb_banner(int(port)) == b"RFB 003.008\n", name
 
         # the recovered VMs obey: stop, start, kill, and new VMs get new IDs and names
         await run(client, "vm stop a1")

@@ -45,6 +45,8 @@ FAMILIES = (
     "optimize",
     "nuke",
     "debug",
+    "vnc",
+    "viz",
 )
 
 

@@ -74,6 +74,7 @@ async def serving(state: NodeState, bus: Bus) -> AsyncIterator[None]:
             logger.info("recovered %d vms", len(vms))
         await state.iplearn.start()
         stack.push_async_callback(state.iplearn.stop)
+        stack.push_async_callback(state.vnc.close)
         stack.push_async_callback(vm_launch.shutdown, state.vm_host)
         stack.push_async_callback(_stop_captures, state)
         launcher = Launcher(state, bus)

@@ -36,6 +36,7 @@ from megabus.handlers.node.logs import LogControl, setup_logging
 from megabus.handlers.pipes import Plumber
 from megabus.handlers.routers import Router
 from megabus.handlers.vms import VmHost, info
+from megabus.handlers.vnc import Screens
 
 if TYPE_CHECKING:
     from megabus.bus.membership import Membership
@@ -148,6 +149,8 @@ class NodeState:
     pipes: Plumber = field(init=False)
     #: ``file``: the files directory across the cluster (2.8's iomeshage).
     files: Files = field(init=False)
+    #: ``vnc``: kb/fb recordings and kb playbacks, per namespace.
+    vnc: Screens = field(default_factory=Screens)
 
     # -- set while the node serves (node.lifecycle) -------------------------------------
     #: The log destinations; made from the settings on first use.
@@ -175,8 +178,9 @@ class NodeState:
         )
         self.optimize = Optimizer(self.vms)
         self.vm_host = VmHost(
-            self.settings, self.vms, self.bridges, self.cc, hugepages=self.optimize.hugepages
-        )
+            self.settings, self.vms, self.bridges, self.cc, self.vnc,
+            hugepages=self.optimize.hugepages,
+        )  # fmt: skip
         self.info_view = info.InfoView(
             print_vlan=self.vlans.print_vlan, cc_active=self.cc.active, bridges=self.bridges
         )

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from megabus.handlers.cc import CcNode
     from megabus.handlers.model.table import VMTable
     from megabus.handlers.net import Bridges
+    from megabus.handlers.vnc import Screens
 
 
 @dataclass(eq=False, frozen=True)
@@ -26,5 +27,7 @@ class VmHost:
     vms: VMTable
     bridges: Bridges
     cc: CcNode
+    #: The node's VNC recorders (each guest's shim routes its clients' events there).
+    vnc: Screens
     #: ``optimize hugepages``: namespace -> the hugetlbfs path new KVM guests' RAM comes from.
     hugepages: dict[str, str] = field(default_factory=dict)

@@ -36,6 +36,7 @@ from megabus.handlers.model.vm import VM, VMState
 from megabus.handlers.net import vmnics
 from megabus.handlers.vms._instance import InstanceFiles
 from megabus.handlers.vms._qemu_args import final_args, go_join, qemu_args
+from megabus.handlers.vnc import Event, VncShim
 
 if TYPE_CHECKING:
     from megabus.handlers.vms._host import VmHost
@@ -127,6 +128,7 @@ class KvmRuntime(InstanceFiles):
         self._events_task: asyncio.Task[None] | None = None
         self._exited: asyncio.Event = asyncio.Event()
         self._exited.set()
+        self.shim: VncShim | None = None
         vm.listeners.append(self._write_state)
 
     # -- files -------------------------------------------------------------------
@@ -206,6 +208,24 @@ class KvmRuntime(InstanceFiles):
         self._exited = asyncio.Event()
         self._spawn(self._watch(self.proc), f"vm{vm.id}-watch")
         await self._connect_qmp()
+        await self._start_vnc()
+
+    async def _start_vnc(self) -> None:
+        """2.8's launch step 6: a new VNC shim on a random port (``vnc_port``)."""
+        await self._stop_vnc()
+        vm = self.vm
+        screens = self.host.vnc
+
+        def route(event: Event) -> None:
+            screens.route(vm.namespace, vm.name, event)
+
+        self.shim = VncShim(self.file("vnc"), route, f"vm{vm.id}")
+        vm.vnc_port = await self.shim.start()
+
+    async def _stop_vnc(self) -> None:
+        shim, self.shim = self.shim, None
+        if shim is not None:
+            await shim.close()
 
     async def _connect_qmp(self) -> None:
         path = os.path.join(self.path, "qmp")
@@ -290,6 +310,7 @@ class KvmRuntime(InstanceFiles):
         """Undo a half-done launch: kill QEMU if it started."""
         await self._kill_process()
         await self._close_qmp()
+        await self._stop_vnc()
 
     # -- QMP -----------------------------------------------------------------------
 
@@ -379,6 +400,7 @@ class KvmRuntime(InstanceFiles):
     async def _close(self) -> None:
         await self._kill_process()
         await self._close_qmp()
+        await self._stop_vnc()
         await self._tasks.aclose(KILL_TIMEOUT)
 
     async def close(self) -> None:

@@ -180,6 +180,7 @@ class RecoveredKvm(KvmRuntime):
             raise CommandError(f"qemu process {pid} is gone") from None
         asyncio.get_running_loop().add_reader(self._pidfd, self._gone)
         await self._connect_qmp()
+        await self._start_vnc()  # 2.8: a new shim, on a new port
 
     def _gone(self) -> None:
         if self._pidfd >= 0:
