@@ -233,7 +233,9 @@ class CcServer:
         if hello.epoch == self.store.epoch:
             conn.max_sent = hello.last_command_id
         try:
-            features = [wire.FEATURE_PIPES] if self.pipes.available else []
+            features = [wire.FEATURE_ACKS]
+            if self.pipes.available:
+                features.append(wire.FEATURE_PIPES)
             await conn.send(wire.Welcome(node=self.node.name, features=features))
         except (OSError, TimeoutError):
             await conn.close()
@@ -402,6 +404,11 @@ class CcServer:
     # -- responses and files ----------------------------------------------------------------
 
     async def _on_response(self, conn: ClientConn, frame: wire.Response) -> None:
+        state = self.store.commands.get(frame.id)
+        if state is not None and conn.uuid in state.checked_in:
+            # sent again after a redial because our ack was lost: recorded already
+            await self._ack(conn, frame.id)
+            return
         event = wire.ResponseEvent(
             namespace=self.namespace,
             id=frame.id,
@@ -435,6 +442,11 @@ class CcServer:
             await self.store.done(frame.id, conn.uuid, responded=True)
         except Exception as err:
             logger.warning("cc %s: could not record check-in: %s", self.namespace, err)
+        await self._ack(conn, frame.id)
+
+    async def _ack(self, conn: ClientConn, cmd_id: int) -> None:
+        if wire.FEATURE_ACKS in conn.features:
+            await conn.send(wire.ResponseAck(id=cmd_id))
 
     def resolve_send(self, name: str) -> str:
         """A ``cc send`` file: in the namespace's directory first, then the files root.
