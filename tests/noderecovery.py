@@ -25,6 +25,8 @@ NODE = "rec"
 #: Bounded waits: this many tries, POLL seconds apart.
 TRIES = 300
 POLL = 0.1
+#: Seconds a helper program may take.
+CALL_TIMEOUT = 30.0
 #: :func:`until`'s bound: containers and their agents may take a while.
 UNTIL_TRIES = 400
 
@@ -37,20 +39,27 @@ def alive(pid: int) -> bool:
         return False
 
 
-async def start(base: Path, url: str, *, recover: bool) -> asyncio.subprocess.Process:
-    """A node process through ops/mm-recover.sh; returns once it answers."""
+async def start(
+    base: Path, url: str, *, recover: bool, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """A node process through ops/mm-recover.sh; returns once it answers.
+
+    ``url`` empty: the node starts its own server. ``env`` goes over the
+    script's settings (``MEGABUS``: another program to start).
+    """
     info = base / "megabus.json"
     with contextlib.suppress(FileNotFoundError):
         info.unlink()  # a killed node leaves its own behind
-    env = dict(os.environ)
-    env.update(
-        MEGABUS=MEGABUS,
-        MM_BASE=str(base),
-        MM_NAME=NODE,
-        MM_NATS=url,
-        MM_LOGLEVEL="error",
-        MM_RECOVER="true" if recover else "false",
-    )
+    env = {
+        **os.environ,
+        "MEGABUS": MEGABUS,
+        "MM_BASE": str(base),
+        "MM_NAME": NODE,
+        "MM_NATS": url,
+        "MM_LOGLEVEL": "error",
+        "MM_RECOVER": "true" if recover else "false",
+        **(env or {}),
+    }
     proc = await asyncio.create_subprocess_exec(
         "sh", str(SCRIPT), env=env, stdin=asyncio.subprocess.DEVNULL
     )
@@ -143,3 +152,30 @@ def cleanup(base: Path, pids: list[int], bridge: str) -> None:
         with contextlib.suppress(OSError):
             node_dir.rmdir()
     vsctl("--if-exists", "del-br", bridge)
+
+
+def netns_of(pid: int) -> str:
+    """The ``/var/run/netns`` name that leads to ``pid``'s network namespace."""
+    for name in os.listdir(NETNS_DIR):
+        with contextlib.suppress(OSError):
+            if os.readlink(os.path.join(NETNS_DIR, name)) == f"/proc/{pid}/ns/net":
+                return name
+    raise AssertionError(f"no netns link for {pid}")
+
+
+async def sh(*argv: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), CALL_TIMEOUT)
+    return proc.returncode or 0, out.decode(errors="replace")
+
+
+async def ping(pid: int, ip: str) -> bool:
+    for _ in range(10):  # the userspace datapath may need a moment for new ports
+        code, _ = await sh(
+            "ip", "netns", "exec", netns_of(pid), "ping", "-c", "2", "-i", "0.2", "-W", "1", ip
+        )
+        if code == 0:
+            return True
+    return False

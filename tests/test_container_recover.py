@@ -13,19 +13,29 @@ stop/start/kill/flush, a relaunch and ``clear all`` work.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from noderecovery import alive, cc_active, cleanup, info, run, start, until, vsctl
+from noderecovery import (
+    alive,
+    cc_active,
+    cleanup,
+    info,
+    netns_of,
+    ping,
+    run,
+    sh,
+    start,
+    until,
+    vsctl,
+)
 from ovsfix import ovs, unique
 
 from megabus.bus.connection import Bus
 from megabus.handlers.vms._container_cgroup import ROOT, node_key
-from megabus.handlers.vms._container_net import NETNS_DIR
 
 __all__ = ["ovs"]
 
@@ -41,33 +51,6 @@ async def client(nats_url: str) -> AsyncIterator[Bus]:
         yield bus
     finally:
         await bus.close()
-
-
-def netns_of(pid: int) -> str:
-    """The ``/var/run/netns`` name that leads to ``pid``'s network namespace."""
-    for name in os.listdir(NETNS_DIR):
-        with contextlib.suppress(OSError):
-            if os.readlink(os.path.join(NETNS_DIR, name)) == f"/proc/{pid}/ns/net":
-                return name
-    raise AssertionError(f"no netns link for {pid}")
-
-
-async def sh(*argv: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), CALL_TIMEOUT)
-    return proc.returncode or 0, out.decode(errors="replace")
-
-
-async def ping(pid: int, ip: str) -> bool:
-    for _ in range(10):  # the userspace datapath may need a moment for new ports
-        code, _ = await sh(
-            "ip", "netns", "exec", netns_of(pid), "ping", "-c", "2", "-i", "0.2", "-W", "1", ip
-        )
-        if code == 0:
-            return True
-    return False
 
 
 async def console_says(path_or_port: str | int, word: str) -> None:

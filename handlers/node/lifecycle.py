@@ -14,7 +14,7 @@ came) is never stopped, and stops run in the reverse order of starts:
    at stop) and host dnsmasq servers;
 5. cc on the bus, after ``-recover`` has adopted what a killed node left
    running (recovered guests redial cc at once);
-6. IP learning on the bridges;
+6. IP learning on the bridges, and their re-plumbing after Open vSwitch restarts;
 7. the VMs (every process killed at stop: minimega tears its VMs down when it
    exits; ``-recover`` is for a node that was killed) and their captures;
 8. the scheduler's launcher, which takes VMs from other nodes.
@@ -65,6 +65,8 @@ async def serving(state: NodeState, bus: Bus) -> AsyncIterator[None]:
             logger.info("recovered %d vms", len(vms))
         await state.iplearn.start()
         stack.push_async_callback(state.iplearn.stop)
+        await state.replumb.start()
+        stack.push_async_callback(state.replumb.stop)
         stack.push_async_callback(vm_launch.shutdown, state.vm_host)
         stack.push_async_callback(_stop_captures, state)
         launcher = Launcher(state, bus)
