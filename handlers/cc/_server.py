@@ -409,6 +409,9 @@ class CcServer:
             # sent again after a redial because our ack was lost: recorded already
             await self._ack(conn, frame.id)
             return
+        failed = conn.recv_failed.pop(frame.id, [])
+        if failed:
+            frame.stderr = "\n".join(s for s in (frame.stderr, *failed) if s)
         event = wire.ResponseEvent(
             namespace=self.namespace,
             id=frame.id,
@@ -498,19 +501,35 @@ class CcServer:
         except ValueError as err:
             await conn.send(wire.Error(error=f"refused: {err}"))
             return
+        failed = conn.recv_failed.get(frame.id, [])
+        if any(f.startswith(f"{frame.name}: ") for f in failed):
+            return  # the rest of a file that could not be written
         try:
-            await asyncio.to_thread(_write_chunk, path, frame.offset, frame.data, frame.perm)
+            await asyncio.to_thread(
+                _write_chunk, path, frame.offset, frame.data, frame.perm, frame.eof
+            )
         except OSError as err:
             logger.error("cc %s: writing %s: %s", self.namespace, path, err)
+            await asyncio.to_thread(_drop_partial, path)
+            conn.recv_failed.setdefault(frame.id, []).append(f"{frame.name}: {err.strerror or err}")
 
 
-def _write_chunk(path: str, offset: int, data: bytes, perm: int) -> None:
+def _write_chunk(path: str, offset: int, data: bytes, perm: int, eof: bool) -> None:
+    """One chunk into ``path`` + PARTIAL; the last one renames it to ``path``."""
     os.makedirs(os.path.dirname(path), mode=0o770, exist_ok=True)
-    mode = "r+b" if offset and os.path.exists(path) else "wb"
-    with open(path, mode) as fh:
+    part = path + responses.PARTIAL
+    mode = "r+b" if offset and os.path.exists(part) else "wb"
+    with open(part, mode) as fh:
         fh.seek(offset)
         fh.write(data)
-    os.chmod(path, perm & 0o777 or 0o644)
+    if eof:
+        os.chmod(part, perm & 0o777 or 0o644)
+        os.replace(part, path)
+
+
+def _drop_partial(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path + responses.PARTIAL)
 
 
 async def _hang_up(writer: asyncio.StreamWriter) -> None:
