@@ -7,7 +7,8 @@
   the next ones are refused at once (``node busy``);
 - cc frames: :data:`MAX_FRAME` both ways, refused before the body is read;
 - file paths: a NUL byte or more than ``PATH_MAX`` bytes;
-- name ranges: at most :data:`MAX_NAMES` names from one range.
+- name ranges: at most :data:`MAX_NAMES` names from one range;
+- names in subjects (namespaces, VLAN aliases, pipes), ``cc prefix`` and ``cc filter``.
 """
 
 from __future__ import annotations
@@ -313,3 +314,24 @@ async def test_names_too_long_for_a_subject_are_refused_and_the_bus_survives(
     assert errors[0].startswith(error)
     assert await mini.errors("vm config net LAN") == []
     assert await mini.errors("vlans add web 300") == []
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ("pipe {long} hello", "pipe name too long: 5000 characters"),
+        ("pipe ns//{long} hello", "pipe name too long: 5000 characters"),
+        ("pipe {long}//p hello", "namespace name too long: 5000 characters"),
+        ("plumb {long} cat", "pipe name too long: 5000 characters"),
+        ("cc prefix {long}", "cc prefix too long: 5000 bytes (at most 1000)"),
+        ("cc filter hostname={long}", "cc filter too long: 5009 bytes (at most 4096)"),
+    ],
+)
+async def test_pipe_names_and_cc_tags_past_their_bound_are_refused(
+    mini: MiniNode, line: str, error: str
+) -> None:
+    errors = await mini.errors(line.format(long="p" * 5000))
+    assert len(errors) == 1
+    assert error in errors[0]
+    assert await mini.errors("cc prefix ok") == []
+    assert await mini.errors("cc filter hostname=h1") == []
