@@ -93,22 +93,22 @@ async def info(bus: Bus) -> dict[str, dict[str, str]]:
     }
 
 
-async def until(check: object, what: str) -> None:
-    """Poll the coroutine function ``check`` until it returns true."""
+async def until(check: object, what: str, tries: int = UNTIL_TRIES) -> None:
+    """Poll the coroutine function ``check`` until it returns true (``tries`` looks)."""
     assert callable(check)
-    for _ in range(UNTIL_TRIES):
+    for _ in range(tries):
         if await check():
             return
         await asyncio.sleep(POLL)
     raise AssertionError(f"gave up waiting for {what}")
 
 
-async def cc_active(bus: Bus, *names: str, want: str = "true") -> None:
+async def cc_active(bus: Bus, *names: str, want: str = "true", tries: int = UNTIL_TRIES) -> None:
     async def check() -> bool:
         vms = await info(bus)
         return all(vms[n]["cc_active"] == want for n in names)
 
-    await until(check, f"cc_active={want} on {names}")
+    await until(check, f"cc_active={want} on {names}", tries)
 
 
 def vsctl(*args: str) -> subprocess.CompletedProcess[str]:
