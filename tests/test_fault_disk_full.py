@@ -5,9 +5,10 @@ files directory included), one under an agent's own files directory. A
 ``cc recv`` larger than the node's free space, and a ``cc send`` larger than
 the agent's, must each fail with a clear error in the command's response,
 leave no half-written file under the file's name, and not stop the node or
-the agent: a small transfer works afterwards. A container launched while the
-base's disk is full fails with a clear error and leaves no VM that looks
-launched.
+the agent: a small transfer works afterwards. A container or a KVM guest
+(its disk's snapshot goes there) launched while the base's disk is full fails
+with a clear error and leaves no VM that looks launched; ``vm flush`` leaves
+nothing behind, and with room again the same launch works.
 """
 
 from __future__ import annotations
@@ -138,6 +139,34 @@ async def test_a_container_launched_on_a_full_disk_fails_clearly(
             ]  # fmt: skip
             await asyncio.to_thread((base / "ballast").unlink)
             assert await node.errors("vm launch container full") == []
+            assert await column(node, "state") == {"full": "BUILDING"}
+        finally:
+            await node.run("clear all")
+
+
+async def test_a_kvm_guest_launched_on_a_full_disk_fails_clearly(tmp_path: Path) -> None:
+    disk = tmp_path / "disk.qcow2"
+    await must("qemu-img", "create", "-f", "qcow2", str(disk), "64M")
+    base = tmp_path / "base"
+    async with (
+        tmpfs(base, "4m"),
+        EmbeddedServer(tmp_path / "js", port=0) as server,
+        node_at(server.client_url, "dk", base=base) as node,
+    ):
+        try:
+            await asyncio.to_thread(fill, base, 0)
+            assert await node.errors(f"vm config disk {disk}") == []
+            errors = await node.errors("vm launch kvm full")
+            assert len(errors) == 1
+            assert errors[0].startswith("vm full: ")
+            assert errors[0].endswith(": no space left on device")
+            assert await column(node, "state") == {"full": "ERROR"}
+            assert await node.errors("vm flush") == []
+            assert await asyncio.to_thread(lambda: sorted(p.name for p in base.iterdir())) == [
+                "ballast", "namespaces"
+            ]  # fmt: skip
+            await asyncio.to_thread((base / "ballast").unlink)
+            assert await node.errors("vm launch kvm full") == []
             assert await column(node, "state") == {"full": "BUILDING"}
         finally:
             await node.run("clear all")
