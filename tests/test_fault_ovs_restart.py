@@ -8,7 +8,8 @@ with ``megabus -e`` as a user would. Two real containers on VLAN 101 of a
 bridge ping each other, and IP learning has its flows on the bridge. The
 switch is stopped, its database deleted and the switch started again:
 nothing of the bridge is left in it. The node must put the bridge, both taps
-with their VLAN, and the flows back by itself, and the containers ping again.
+with their VLAN, its ``bridge config`` and the flows back by itself, and the
+containers ping again.
 Then the switch restarts keeping its database (ports come back by
 themselves, OpenFlow flows do not): the flows must come back too.
 """
@@ -123,17 +124,27 @@ async def test_bridge_taps_and_flows_come_back_after_a_switch_restart(
                     "ip", "addr", "add", f"10.253.0.{i}/24", "dev", "veth0",
                 )  # fmt: skip
             assert await ping(live["c1"], "10.253.0.2")
+            await run(f"bridge config {bridge} external_ids:fault=ovs-restart")
             want = (dict.fromkeys(taps, "101"), 2)
+
+            async def configured() -> bool:
+                code, out = await sh(
+                    "ovs-vsctl", f"--db=unix:{rundir}/db.sock",
+                    "get", "bridge", bridge, "external_ids:fault",
+                )  # fmt: skip
+                return code == 0 and out.strip().strip('"') == "ovs-restart"
 
             async def plumbed() -> bool:
                 return await plumbing(rundir, bridge) == want
 
             await until(plumbed, "the taps and flows on the first switch")
+            assert await configured()
 
             await switch(netns, "stop", rundir)
             (rundir / "conf.db").unlink()
             await switch(netns, "start", rundir)
             await until(plumbed, "the taps and flows on the restarted switch")
+            await until(configured, "the bridge's config on the restarted switch")
             assert await ping(live["c2"], "10.253.0.1")
             # restarted with its database: it rebuilds the ports, but not our flows
             await switch(netns, "stop", rundir)

@@ -11,12 +11,12 @@ kernel links QEMU and the containers hold) live on, unplugged.
 directory and asks netlink for the ifindex of each bridge of the table (a bridge device that
 comes back with another ifindex was remade). Then, from the node's bridge
 table, it makes each bridge again (``add-br`` keeps one that exists), brings
-its device up, and puts every tap and trunk back on it with its VLAN, in one
-transaction per bridge (``del-port`` first: what the database kept is
-replaced by the same), and last calls ``after`` with the bridges' names (IP
-learning re-attaches there, flows included). Bond members, mirrors and
-tunnels are not rebuilt: their records would have to be replayed in 2.8's
-order, which nobody has needed yet; the log says so.
+its device up, and puts every tap and trunk back on it with its VLAN and its
+``bridge config`` settings, in one transaction per bridge (``del-port``
+first: what the database kept is replaced by the same), and last calls
+``after`` with the bridges' names (IP learning re-attaches there, flows
+included). Bonds, mirrors and tunnels are not rebuilt: the bridge table keeps
+only their names, not how they were made; the log names them.
 
 A failed round (the switch not back yet) is tried again at the next poll.
 """
@@ -127,6 +127,8 @@ class Replumber:
             cmds += port_commands(br.name, tap.name, tap.vlan, host=tap.host, qinq=tap.qinq)
         for trunk in sorted(br.trunks):
             cmds += [["--if-exists", "del-port", trunk], ["add-port", br.name, trunk]]
+        # ``bridge config`` settings, in the order they were made
+        cmds += [["set", "bridge", br.name, f"{k}={v}"] for k, v in br.config.items()]
         if cmds:
             await switch.transact(cmds)
         skipped = [*br.bonds, *br.mirrors, *br.tunnels]
