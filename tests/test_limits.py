@@ -335,3 +335,20 @@ async def test_pipe_names_and_cc_tags_past_their_bound_are_refused(
     assert error in errors[0]
     assert await mini.errors("cc prefix ok") == []
     assert await mini.errors("cc filter hostname=h1") == []
+
+
+async def test_cc_works_in_a_namespace_whose_name_fills_a_subject(tmp_path: Path) -> None:
+    # found by ops/fuzz.py: the cc stream is named after the namespace, and
+    # JetStream takes at most 255 characters there
+    long = "n" * 900
+    async with EmbeddedServer(tmp_path / "js", port=0) as server:
+        node = Node(Settings(name="n1", nats=[server.client_url], base=str(tmp_path / "b")))
+        await node.start()
+        bus = await Bus.connect([server.client_url], name="c")
+        try:
+            for line in ("cc exec true", "cc commands", "clear cc"):
+                replies = await bus.command("n1", f"namespace {long} {line}")
+                assert [r.error for rep in replies for r in rep.responses if r.error] == [], line
+        finally:
+            await bus.close()
+            await node.stop()

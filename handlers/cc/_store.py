@@ -18,6 +18,7 @@ Without a bus (unit tests) the store keeps the same state in memory only.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -56,14 +57,28 @@ ELECTION = 15.0
 _decoder = msgspec.json.Decoder(CcRecord)
 
 
+#: Longest encoded namespace in a stream name: JetStream allows 255 characters in
+#: all, and the prefix and ``cc_`` come first (found by ops/fuzz.py: a long
+#: namespace made every cc command an internal error).
+MAX_STREAM_TOKEN = 160
+
+
 def stream_token(namespace: str) -> str:
-    """``namespace`` as part of a stream name ([A-Za-z0-9-] kept, the rest ``_XX``)."""
-    return "".join(
+    """``namespace`` as part of a stream name ([A-Za-z0-9-] kept, the rest ``_XX``).
+
+    One longer than :data:`MAX_STREAM_TOKEN` becomes ``_h`` and its SHA-256
+    (``_h`` never starts an encoding, whose escapes are upper-case hex), so
+    every node still names the namespace's stream alike.
+    """
+    tok = "".join(
         ch
         if ch.isascii() and (ch.isalnum() or ch == "-")
         else "".join(f"_{b:02X}" for b in ch.encode())
         for ch in namespace
     )
+    if len(tok) <= MAX_STREAM_TOKEN:
+        return tok
+    return "_h" + hashlib.sha256(namespace.encode(errors="surrogateescape")).hexdigest()
 
 
 @dataclass
