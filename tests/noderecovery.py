@@ -73,7 +73,8 @@ async def start(
 
 async def run(bus: Bus, line: str) -> list[list[str]]:
     """The rows of a command (header first); fails on any error."""
-    replies = await bus.command(NODE, ".annotate false " + line)
+    # a loaded machine may keep a node from its keep-alives for a while
+    replies = await bus.command(NODE, ".annotate false " + line, idle_timeout=CALL_TIMEOUT)
     responses = [r for rep in replies for r in rep.responses]
     assert [r.error for r in responses if r.error] == [], line
     rows: list[list[str]] = []
