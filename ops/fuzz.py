@@ -577,9 +577,11 @@ async def fuzz(args: argparse.Namespace) -> dict[str, Any]:
                     if proc.returncode is not None:
                         break
                 elapsed = time.perf_counter() - started
-                await reset(bus, "fuzz", setup)
-                after = proc_status(proc.pid or 0)
+                after: dict[str, float] = {}
                 running = -1
+                if proc.returncode is None:  # a dead node answers nothing: no 30 s waits
+                    await reset(bus, "fuzz", setup)
+                    after = proc_status(proc.pid or 0)
                 with contextlib.suppress(nats.errors.Error, ValueError):
                     msg = await probe.nc.request(probe.subjects.node_info("fuzz"), b"", timeout=5)
                     running = int(json.loads(msg.data)["running"])
