@@ -157,9 +157,15 @@ async def test_bridge_taps_and_flows_come_back_after_a_switch_restart(
             await run("clear all")
             assert await plumbing(rundir, bridge) == ({}, 0)
         finally:
+            # SIGTERM: the node stops the nats-server it started (SIGKILL would orphan it)
             if node.returncode is None:
-                node.send_signal(signal.SIGKILL)
-                await node.wait()
+                node.send_signal(signal.SIGTERM)
+                try:
+                    async with asyncio.timeout(60):
+                        await node.wait()
+                except TimeoutError:
+                    node.send_signal(signal.SIGKILL)
+                    await node.wait()
             cleanup(base, pids, "")
             with contextlib.suppress(AssertionError):
                 await switch(netns, "stop", rundir)
