@@ -85,6 +85,11 @@ class Agent:
         self.last_command_id = 0
         self._queue: asyncio.Queue[wire.Command] = asyncio.Queue()
         self._outbox: list[wire.Frame] = []
+        #: Responses sent on this connection that the node has not acknowledged yet
+        #: (only when it does acknowledge: ``wire.FEATURE_ACKS``).
+        self._unacked: dict[int, wire.Response] = {}
+        self._acks = False
+        self._flushing = asyncio.Lock()
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
         self._info_changed = asyncio.Event()
@@ -125,9 +130,14 @@ class Agent:
             await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
 
     async def _flush_outbox(self) -> None:
-        while self._outbox:
-            await self.send(self._outbox[0])
-            self._outbox.pop(0)
+        # one flusher at a time: two would send the head twice and then drop the next
+        async with self._flushing:
+            while self._outbox:
+                frame = self._outbox[0]
+                await self.send(frame)
+                self._outbox.pop(0)
+                if self._acks and isinstance(frame, wire.Response):
+                    self._unacked[frame.id] = frame
 
     async def _respond(self, frame: wire.Response) -> None:
         self._outbox.append(frame)
@@ -196,7 +206,7 @@ class Agent:
                 client=self.info(),
                 last_command_id=self.last_command_id,
                 epoch=self.epoch,
-                features=[wire.FEATURE_PIPES],
+                features=[wire.FEATURE_PIPES, wire.FEATURE_ACKS],
             )
             writer.write(wire.encode(hello))
             await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
@@ -208,6 +218,12 @@ class Agent:
                 raise OSError(f"handshake refused: {text}")
             logger.info("connected to node %s", first.node or "?")
             self._welcomed = True
+            self._acks = wire.FEATURE_ACKS in first.features
+            # what the last node may have lost goes out again, first and in order
+            if self._unacked:
+                resend = sorted(self._unacked.values(), key=lambda r: r.id)
+                self._outbox[:0] = [r for r in resend if r not in self._outbox]
+                self._unacked.clear()
             self._writer = writer
             self.tunnels.send = self.send
             beat = asyncio.ensure_future(self._heartbeat())
@@ -257,6 +273,8 @@ class Agent:
                 if cmd.id > self.last_command_id:
                     self.last_command_id = cmd.id
                     self._queue.put_nowait(cmd)
+        elif isinstance(frame, wire.ResponseAck):
+            self._unacked.pop(frame.id, None)
         elif isinstance(frame, wire.FileData):
             self.downloads.on_chunk(frame)
         elif isinstance(frame, wire.Tunnel):

@@ -46,6 +46,10 @@ SILENCE_TIMEOUT = 13.0
 DEFAULT_PORT = 9002
 #: Feature of agents and nodes that carry cc stdio in :class:`Pipe` frames.
 FEATURE_PIPES = "pipes"
+#: Feature of agents and nodes that acknowledge responses (:class:`ResponseAck`): an
+#: agent keeps each response until the node has it on disk, and sends it again after
+#: a redial, since bytes written to a node that dies before reading them are lost.
+FEATURE_ACKS = "acks"
 #: Largest piece of pipe data in one :class:`Pipe` frame (well under :data:`MAX_FRAME`).
 PIPE_PIECE = 1024 * 1024
 
@@ -307,6 +311,12 @@ class Welcome(Frame, tag="megabus.cc.v1.welcome"):
     features: List[str] = []
 
 
+class ResponseAck(Frame, tag="megabus.cc.v1.response_ack"):
+    """The node recorded response ``id``; only to agents with :data:`FEATURE_ACKS`."""
+
+    id: int
+
+
 class TooOld(Frame, tag="megabus.cc.v1.too_old"):
     """The agent's protocol is no longer spoken; sent once, then the node hangs up."""
 
@@ -338,6 +348,7 @@ AnyFrame = Union[
     Heartbeat,
     Error,
     Welcome,
+    ResponseAck,
     TooOld,
     Commands,
     ListenTunnel,

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import math
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Coroutine
 from typing import Any, TypeVar
 
 import nats
@@ -285,12 +285,15 @@ class Bus:
         Raises:
             BusTimeoutError: no reply within ``timeout`` seconds.
             NoRespondersError: nobody serves ``subject``.
+            PermissionDeniedError: the server refused the publish (at once, not at the timeout).
             RemoteError: the server answered with an :class:`ErrorReply`.
             BusDecodeError: the reply is neither ``reply_type`` nor an error.
         """
         data, headers = encode(msg)
         try:
-            raw = await self.nc.request(subject, data, timeout=timeout, headers=headers)
+            raw = await self._refusable(
+                (subject,), self.nc.request(subject, data, timeout=timeout, headers=headers)
+            )
         except nats.errors.NoRespondersError:
             raise NoRespondersError(f"no node serves {subject}") from None
         except nats.errors.TimeoutError:
@@ -385,6 +388,31 @@ class Bus:
         queue = self._replies.get(msg.subject.rpartition(".")[2])
         if queue is not None:
             queue.put_nowait(msg)
+
+    async def _refusable(self, keys: tuple[str, ...], call: Coroutine[Any, Any, Msg]) -> Msg:
+        """``call``'s result, or the server's refusal of a subject of ``keys`` if that comes first.
+
+        The server reports a refused publish only through the error callback;
+        without this a request would wait out its whole timeout.
+        """
+        queue: asyncio.Queue[Msg | BusError] = asyncio.Queue()
+        for key in keys:
+            self._waiting.setdefault(key, set()).add(queue)
+        work = asyncio.ensure_future(call)
+        refusal = asyncio.ensure_future(queue.get())
+        try:
+            await asyncio.wait({work, refusal}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._unwatch(keys, queue)
+            for task in (work, refusal):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(work, refusal, return_exceptions=True)
+        if work.done() and not work.cancelled():
+            return work.result()  # raises what the request raised
+        err = refusal.result()
+        assert isinstance(err, BusError)
+        raise err
 
     def _unwatch(self, keys: tuple[str, ...], queue: asyncio.Queue[Msg | BusError]) -> None:
         for key in keys:

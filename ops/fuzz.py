@@ -23,10 +23,21 @@ VLAN aliases, vm config, namespaces), so memory measures leaks, not state.
 Safety: the node runs as root, so a line is sent only when it does not
 compile (the node refuses it too) or compiles, subcommands included, to an
 allow-listed pattern (``vm config``, ``vm info``, ``vlans``, ``namespace``,
-``echo``, the output builtins...). ``shell``, ``vm launch``, ``file delete``,
-``.alias`` and the like never reach the node, however a mutation spells them
-(minicli accepts unique prefixes, which is why the check compiles the line
-with the node's own grammar instead of matching words).
+``echo``, the output builtins, ``pipe``, ``plumb``, ``cc``...) and passes
+that pattern's own check: ``shell`` and ``background`` only run ``echo`` or
+``true`` (argument lists, never ``/bin/sh``); ``plumb`` only joins pipes, no
+element may name a program; ``pipe ... via`` and ``cc mount`` never go; cc
+commands are queued in namespaces where no agent ever connects. ``file
+delete``, ``.alias`` and the like never reach the node, however a mutation
+spells them (minicli accepts unique prefixes, which is why the check compiles
+the line with the node's own grammar instead of matching words).
+
+``vm launch`` goes only as lines the fuzzer writes itself, in a namespace of
+its own (``fuzzvms``) that no random line may name: containers of the
+``minicccfs`` image (``ops/images.py``; ``--images``), no network, killed and
+flushed every few launches. As root the whole run (fuzzer, node, its
+nats-server, cc listeners, containers) happens in a network namespace made
+for it (``unshare --net``), so nothing listens on the host's network.
 
 Run with the repo's venv: ``.venv/bin/python ops/fuzz.py --cases 100000``.
 """
@@ -42,6 +53,7 @@ import os
 import random
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,11 +75,14 @@ from megabus.bus.messages import (
     ErrorReply,
 )
 from megabus.bus.security import read_credentials
-from megabus.handlers import commands
+from megabus.handlers import commands, pipes
 from megabus.handlers.language import Command, Grammar, LanguageError
 from megabus.handlers.node import dispatch
 
 MEGABUS = str(Path(sys.executable).parent / "megabus")
+REPO = Path(__file__).resolve().parent.parent
+#: Set in the environment of the copy of this program that runs in its own netns.
+NETNS_MARK = "MEGABUS_FUZZ_NETNS"
 
 #: Patterns a case may run (the pattern that matched starts with one of these).
 SAFE = (
@@ -94,9 +109,28 @@ SAFE = (
     ".compress",
     ".record",
     ".preprocess",
+    "pipe",
+    "clear pipe",
+    "plumb",
+    "clear plumb",
+    "cc",
+    "clear cc",
+    "shell",
+    "background",
 )
 #: ... except these (they run other code, write files, or change the node's process).
-UNSAFE = (".alias", ".unalias", ".env", "vm config clone")
+UNSAFE = (
+    ".alias", ".unalias", ".env", "vm config clone", "pipe <pipe> <via,>", "cc mount <",
+    "clear cc mount", "clear cc <mount,>",
+)  # fmt: skip
+#: Programs ``shell`` and ``background`` may run (with any arguments: no shell reads them).
+SHELL_OK = ("echo", "true")
+#: The namespace only the fuzzer's own ``vm launch`` lines use.
+VM_NAMESPACE = "fuzzvms"
+#: Share of cases that are ``vm launch`` and friends (when an image is there).
+LAUNCH_SHARE = 0.01
+#: Launches between two ``vm kill all`` + ``vm flush`` in :data:`VM_NAMESPACE`.
+LAUNCHES_KEPT = 6
 
 VALUES = [
     "", "0", "1", "-1", "101", "4096", "4097", "2147483648", "foo", "LAN", "ns0", "ns1",
@@ -118,6 +152,9 @@ class Cases:
         ]
         self.seeds: list[str] = []
         self.skipped = 0
+        #: ``vm launch`` lines go only when the fuzzer has an image for them.
+        self.launching = False
+        self.launches = 0
         #: Payloads of a --trace file to send again, last first.
         self.replay: list[bytes] = []
 
@@ -189,11 +226,50 @@ class Cases:
         while cmd is not None:
             if not cmd.pattern.startswith(SAFE) or cmd.pattern.startswith(UNSAFE):
                 return False
+            if not self._pattern_safe(cmd):
+                return False
             cmd = cmd.subcommand
         return True
 
+    @staticmethod
+    def _pattern_safe(cmd: Command) -> bool:
+        """The checks of patterns that are safe only with some arguments."""
+        words = [*cmd.string_args.values(), *(w for v in cmd.list_args.values() for w in v)]
+        if any(VM_NAMESPACE in w for w in words):
+            return False  # the launch namespace is the fuzzer's own
+        if cmd.pattern.startswith("clear namespace") and cmd.arg("name") == "all":
+            return False  # ... and so is its vm config
+        if cmd.pattern.startswith(("shell", "background")):
+            argv = cmd.items("command")
+            return bool(argv) and argv[0] in SHELL_OK
+        if cmd.pattern.startswith("plumb <"):
+            elements = [cmd.arg("src"), *cmd.items("dst")]
+            return all(pipes.program(e) is None for e in elements)
+        return True
+
+    def vm_line(self) -> str:
+        """A ``vm`` line of the fuzzer's own in :data:`VM_NAMESPACE` (never mutated)."""
+        r = self.rng
+        self.launches += 1
+        if self.launches % LAUNCHES_KEPT == 0:
+            return f"namespace {VM_NAMESPACE} vm kill all"
+        if self.launches % LAUNCHES_KEPT == 1 and self.launches > 1:
+            return f"namespace {VM_NAMESPACE} vm flush"
+        name = r.choice(["c", "c[1-2]", "", "é", "x" * 60, "c[0-1]", "v" + str(r.randrange(99))])
+        return r.choice(
+            [
+                f"namespace {VM_NAMESPACE} vm launch container {name}".rstrip(),
+                f"namespace {VM_NAMESPACE} vm start all",
+                f"namespace {VM_NAMESPACE} vm stop all",
+                f"namespace {VM_NAMESPACE} vm info",
+                f"namespace {VM_NAMESPACE} cc exec hostname",
+            ]
+        )
+
     def line(self) -> str:
         r = self.rng
+        if self.launching and r.random() < LAUNCH_SHARE:
+            return self.vm_line()
         while True:
             if self.seeds and r.random() < 0.6:
                 candidate = self._mutate(r.choice(self.seeds))
@@ -330,6 +406,9 @@ class Tally:
         self.findings: list[dict[str, str]] = []
         self.unanswered = 0
         self.internal = 0
+        #: The fuzzer's own vm lines that were answered with an error, and a few of the errors.
+        self.vm_failed = 0
+        self.vm_errors: set[str] = set()
 
     def finding(self, kind: str, case: str, detail: str) -> None:
         if len(self.findings) < 20:
@@ -392,6 +471,9 @@ async def run_case(
         if isinstance(reply, CommandReply):
             texts = [r.error for r in reply.responses if r.error]
         tally.errors += bool(texts)
+        if VM_NAMESPACE in label and texts:
+            tally.vm_failed += 1
+            tally.vm_errors.add(texts[0][:120])
         for text in texts:
             if "internal error" in text:
                 tally.internal += 1
@@ -415,15 +497,22 @@ async def watchdog(proc: asyncio.subprocess.Process, limit_mb: float) -> str:
     return ""
 
 
-async def reset(bus: Bus, node: str) -> None:
+async def reset(bus: Bus, node: str, setup: tuple[str, ...] = ()) -> None:
     """Clear what cases piled up, so memory measures leaks rather than state."""
     with contextlib.suppress(BusError):
         replies = await bus.command(node, "namespace", idle_timeout=30)
         names = [row[0] for r in replies for resp in r.responses for row in resp.tabular or []]
         for name in names:
+            if name == VM_NAMESPACE:
+                continue
             quoted = json.dumps(name, ensure_ascii=False).replace("#", "\\#")
             await bus.command(node, f"clear namespace {quoted}", idle_timeout=30)
-        for line in ("clear vlans", "clear vm config", "clear history", "clear namespace"):
+        for line in (
+            "clear vlans", "clear vm config", "clear history", "clear namespace", "clear cc",
+            "clear plumb", "clear pipe", f"namespace {VM_NAMESPACE} vm kill all",
+            f"namespace {VM_NAMESPACE} vm flush",
+            *setup,
+        ):  # fmt: skip
             await bus.command(node, line, idle_timeout=30)
 
 
@@ -451,6 +540,12 @@ async def fuzz(args: argparse.Namespace) -> dict[str, Any]:
                 credentials=read_credentials(auth / "node.json"),
             )
             subject = bus.subjects.node_cmd("fuzz")
+            image = Path(args.images) / "minicccfs"
+            setup: tuple[str, ...] = ()
+            if (image / "init").is_file():
+                setup = (f"namespace {VM_NAMESPACE} vm config filesystem {image}",)
+                replies = await bus.command("fuzz", setup[0], idle_timeout=30)
+                cases.launching = not any(r.error for rep in replies for r in rep.responses)
             warm = max(1, min(args.cases // 10, 2000))
             before: dict[str, float] = {}
             started = time.perf_counter()
@@ -458,9 +553,9 @@ async def fuzz(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 while done < args.cases:
                     if done and done % args.reset_every == 0:
-                        await reset(bus, "fuzz")
+                        await reset(bus, "fuzz", setup)
                     if done >= warm and not before:
-                        await reset(bus, "fuzz")
+                        await reset(bus, "fuzz", setup)
                         before = proc_status(proc.pid or 0)
                     batch = [
                         next_case(cases, tally)
@@ -482,9 +577,11 @@ async def fuzz(args: argparse.Namespace) -> dict[str, Any]:
                     if proc.returncode is not None:
                         break
                 elapsed = time.perf_counter() - started
-                await reset(bus, "fuzz")
-                after = proc_status(proc.pid or 0)
+                after: dict[str, float] = {}
                 running = -1
+                if proc.returncode is None:  # a dead node answers nothing: no 30 s waits
+                    await reset(bus, "fuzz", setup)
+                    after = proc_status(proc.pid or 0)
                 with contextlib.suppress(nats.errors.Error, ValueError):
                     msg = await probe.nc.request(probe.subjects.node_info("fuzz"), b"", timeout=5)
                     running = int(json.loads(msg.data)["running"])
@@ -510,6 +607,10 @@ async def fuzz(args: argparse.Namespace) -> dict[str, Any]:
         "error_answers": tally.errors,
         "internal_errors": tally.internal,
         "unsafe_lines_skipped": cases.skipped,
+        "vm_lines": cases.launches,
+        "vm_lines_failed": tally.vm_failed,
+        "vm_errors": sorted(tally.vm_errors)[:5],
+        "netns": os.environ.get(NETNS_MARK) == "1",
         "seconds": round(elapsed, 2),
         "execs_per_s": round(done / elapsed, 1) if elapsed else 0.0,
         "node_alive": alive,
@@ -539,6 +640,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--trace", default="", help="append every case to this file first")
     parser.add_argument(
+        "--images", default=str(REPO / "build" / "images"), help="where minicccfs is (launches)"
+    )
+    parser.add_argument(
+        "--no-netns", action="store_true", help="run in this network namespace (not as root)"
+    )
+    parser.add_argument(
         "--replay", default="", help="send the cases of a --trace file again, in order"
     )
     args = parser.parse_args()
@@ -547,9 +654,22 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def own_netns(args: argparse.Namespace) -> None:
+    """As root, run again in a new network namespace with only ``lo`` (up)."""
+    if args.no_netns or os.geteuid() != 0:
+        return
+    if os.environ.get(NETNS_MARK) == "1":
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        return
+    os.environ[NETNS_MARK] = "1"
+    os.execvp("unshare", ["unshare", "--net", "--", sys.executable, *sys.argv])
+
+
 if __name__ == "__main__":
     # the bus logs "disconnected" at close; the JSON line is the output
     logging.basicConfig(level=logging.ERROR)
-    result = asyncio.run(fuzz(parse_args()))
+    arguments = parse_args()
+    own_netns(arguments)
+    result = asyncio.run(fuzz(arguments))
     print(json.dumps(result))
     sys.exit(0 if result["ok"] else 1)

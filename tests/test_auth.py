@@ -31,7 +31,7 @@ from secure import recorder_node as shared_recorder_node
 from megabus.bus.codec import encode
 from megabus.bus.connection import Bus
 from megabus.bus.errors import AuthorizationError, PermissionDeniedError, SecurityError
-from megabus.bus.messages import CommandRequest, Event, LogRecord, StatusUpdate
+from megabus.bus.messages import CommandReply, CommandRequest, Event, LogRecord, StatusUpdate
 from megabus.bus.rawclient import AuthorizationError as RawAuthorizationError
 from megabus.bus.rawclient import NoRespondersError as RawNoRespondersError
 from megabus.bus.rawclient import PermissionDeniedError as RawPermissionDeniedError
@@ -140,6 +140,27 @@ async def test_a_watcher_cannot_run_commands_and_the_node_is_untouched(
         assert (await op.command("n1", "still here"))[0].rendered == "still here"
     finally:
         await op.close()
+
+
+async def test_a_refused_single_reply_request_fails_at_once(
+    secured: Secured, recorder_node: tuple[Node, Recorder]
+) -> None:
+    # Bus.request (one reply, nats-py's request) as well as the command stream:
+    # the refusal ends it, not its (here hour-long) timeout
+    watcher = await connect(secured, WATCHER)
+    try:
+        async with asyncio.timeout(60):
+            with pytest.raises(PermissionDeniedError, match="user 'watcher' may not publish"):
+                await watcher.request(
+                    watcher.subjects.node_cmd("n1"),
+                    CommandRequest(line="shell true"),
+                    CommandReply,
+                    timeout=3600,
+                )
+        assert watcher.nc.is_connected
+    finally:
+        await watcher.close()
+    assert recorder_node[1].lines == []
 
 
 async def test_a_watcher_reads_events_status_logs_heartbeats_and_vlans(

@@ -11,18 +11,17 @@ maps to exactly one VLAN, on every node, and none is lost.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import signal
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
+from failover import allocate, nodes, until_table, vlans_table
 from natsd import ClusterFactory, free_port, until, wait_jetstream
 
 from megabus.bus.connection import Bus
-from megabus.bus.errors import BusError, NoRespondersError
+from megabus.bus.errors import NoRespondersError
 from megabus.bus.messages import CommandReply
 from megabus.bus.server import server_binary
 from megabus.config.settings import Settings
@@ -31,53 +30,6 @@ from megabus.handlers.main import Node
 OPS = Path(__file__).resolve().parent.parent / "ops" / "nats"
 ALIASES = 120
 BUCKET_STREAM = "KV_mb_vlans"
-
-
-@contextlib.asynccontextmanager
-async def nodes(urls: list[str], tmp_path: Path) -> AsyncIterator[list[Node]]:
-    orders = [urls, urls[1:] + urls[:1], urls[2:] + urls[:2], urls[::-1]]
-    started: list[Node] = []
-    try:
-        for i, order in enumerate(orders):
-            n = Node(
-                Settings(
-                    name=f"n{i}",
-                    nats=order,
-                    base=str(tmp_path / f"base{i}"),
-                    heartbeat=0.5,
-                    vlan_range="100-1000",
-                )
-            )
-            await n.start()
-            started.append(n)
-        yield started
-    finally:
-        for n in started:
-            await n.stop()
-
-
-async def vlans_table(bus: Bus, node: str) -> list[tuple[str, str]]:
-    """``(alias, vlan)`` rows of ``vlans`` on ``node``."""
-    (reply,) = await bus.command(node, "vlans")
-    rows = [row for r in reply.responses for row in (r.tabular or [])]
-    return sorted((row[-2], row[-1]) for row in rows)
-
-
-async def allocate(bus: Bus, node: str, alias: str, failures: list[str]) -> None:
-    """``vlans add``-free allocation (``vm config net``), retried until it succeeds."""
-    for _ in range(200):
-        try:
-            replies = await bus.command(node, f"vm config net {alias}", idle_timeout=15)
-        except BusError as err:
-            failures.append(f"{node} {alias}: {err}")
-            await asyncio.sleep(0.1)
-            continue
-        errors = [r.error for rep in replies for r in rep.responses if r.error]
-        if not errors:
-            return
-        failures.append(f"{node} {alias}: {errors}")
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{alias} on {node} never succeeded: {failures[-3:]}")
 
 
 async def test_commands_keep_working_and_aliases_stay_unique_when_a_server_dies(
@@ -141,14 +93,6 @@ async def test_commands_keep_working_and_aliases_stay_unique_when_a_server_dies(
             print(f"failover: {len(failures)} failed attempts retried; first: {failures[:3]}")
     finally:
         await client.close()
-
-
-async def until_table(bus: Bus, node: str, expected: list[str]) -> None:
-    # The node's cache follows the bucket through its watcher, which restarts
-    # after the leader change; wait until it has caught up.
-    async with asyncio.timeout(30):
-        while sorted(a for a, _ in await vlans_table(bus, node)) != expected:  # noqa: ASYNC110
-            await asyncio.sleep(0.2)
 
 
 # --- the ops/nats configs themselves ----------------------------------------------

@@ -13,29 +13,34 @@ stop/start/kill/flush, a relaunch and ``clear all`` work.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from noderecovery import NODE, alive, start
+from noderecovery import (
+    alive,
+    cc_active,
+    cleanup,
+    info,
+    netns_of,
+    ping,
+    run,
+    sh,
+    start,
+    until,
+    vsctl,
+)
 from ovsfix import ovs, unique
 
 from megabus.bus.connection import Bus
-from megabus.handlers.net._ovs import find_db
 from megabus.handlers.vms._container_cgroup import ROOT, node_key
-from megabus.handlers.vms._container_net import NETNS_DIR
 
 __all__ = ["ovs"]
 
 pytestmark = [pytest.mark.usefixtures("ovs"), pytest.mark.timeout(300)]
 
-#: Bounded waits: this many tries, POLL seconds apart.
-TRIES = 400
-POLL = 0.1
 CALL_TIMEOUT = 30.0
 
 
@@ -46,73 +51,6 @@ async def client(nats_url: str) -> AsyncIterator[Bus]:
         yield bus
     finally:
         await bus.close()
-
-
-async def run(bus: Bus, line: str) -> list[list[str]]:
-    """The rows of a command (header first); fails on any error."""
-    replies = await bus.command(NODE, ".annotate false " + line)
-    responses = [r for rep in replies for r in rep.responses]
-    assert [r.error for r in responses if r.error] == [], line
-    rows: list[list[str]] = []
-    for r in responses:
-        if r.header:
-            rows += [list(r.header), *(r.tabular or [])]
-    return rows
-
-
-async def info(bus: Bus) -> dict[str, dict[str, str]]:
-    """``vm info`` as name -> column -> value, without uptime."""
-    rows = await run(bus, "vm info")
-    header = rows[0]
-    return {
-        row[1]: {c: v for c, v in zip(header, row, strict=True) if c != "uptime"}
-        for row in rows[1:]
-    }
-
-
-async def until(check: object, what: str) -> None:
-    """Poll the coroutine function ``check`` until it returns true."""
-    assert callable(check)
-    for _ in range(TRIES):
-        if await check():
-            return
-        await asyncio.sleep(POLL)
-    raise AssertionError(f"gave up waiting for {what}")
-
-
-async def cc_active(bus: Bus, *names: str, want: str = "true") -> None:
-    async def check() -> bool:
-        vms = await info(bus)
-        return all(vms[n]["cc_active"] == want for n in names)
-
-    await until(check, f"cc_active={want} on {names}")
-
-
-def netns_of(pid: int) -> str:
-    """The ``/var/run/netns`` name that leads to ``pid``'s network namespace."""
-    for name in os.listdir(NETNS_DIR):
-        with contextlib.suppress(OSError):
-            if os.readlink(os.path.join(NETNS_DIR, name)) == f"/proc/{pid}/ns/net":
-                return name
-    raise AssertionError(f"no netns link for {pid}")
-
-
-async def sh(*argv: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), CALL_TIMEOUT)
-    return proc.returncode or 0, out.decode(errors="replace")
-
-
-async def ping(pid: int, ip: str) -> bool:
-    for _ in range(10):  # the userspace datapath may need a moment for new ports
-        code, _ = await sh(
-            "ip", "netns", "exec", netns_of(pid), "ping", "-c", "2", "-i", "0.2", "-W", "1", ip
-        )
-        if code == 0:
-            return True
-    return False
 
 
 async def console_says(path_or_port: str | int, word: str) -> None:
@@ -133,14 +71,6 @@ async def console_says(path_or_port: str | int, word: str) -> None:
         writer.close()
 
 
-def vsctl(*args: str) -> subprocess.CompletedProcess[str]:
-    """``ovs-vsctl`` on the switch the node uses."""
-    db, _ = find_db()
-    return subprocess.run(
-        ["ovs-vsctl", f"--db={db}", *args], capture_output=True, text=True, check=False
-    )
-
-
 def ovs_ports(bridge: str) -> list[str]:
     run = vsctl("list-ports", bridge)
     return run.stdout.split() if run.returncode == 0 else []
@@ -153,41 +83,6 @@ def bridge_exists(bridge: str) -> bool:
 def frozen(base: Path, vm_id: str) -> str:
     path = Path(ROOT, "freezer", "megabus", node_key(str(base)), vm_id, "freezer.state")
     return path.read_text().strip()
-
-
-def cleanup(base: Path, pids: list[int], bridge: str) -> None:
-    """Whatever a failed test left: processes, mounts, netns links, cgroups, the bridge."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    key = node_key(str(base))
-    for sub in ("freezer", "memory", "devices", "cpu"):
-        node_dir = Path(ROOT, sub, "megabus", key)
-        for leaf in node_dir.glob("*") if node_dir.is_dir() else []:
-            if leaf.is_dir():
-                with contextlib.suppress(OSError):
-                    (leaf / "freezer.state").write_text("THAWED")
-                procs = (leaf / "cgroup.procs").read_text().split()
-                for pid in map(int, procs):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-    for inst in base.glob("[0-9]*"):
-        for _ in range(20):
-            if not os.path.ismount(inst / "fs"):
-                break
-            subprocess.run(["umount", str(inst / "fs")], check=False, capture_output=True)
-    for name in os.listdir(NETNS_DIR) if os.path.isdir(NETNS_DIR) else []:
-        path = os.path.join(NETNS_DIR, name)
-        if name.startswith("meganet_") and os.path.islink(path) and not os.path.exists(path):
-            os.unlink(path)
-    for sub in ("freezer", "memory", "devices", "cpu"):
-        node_dir = Path(ROOT, sub, "megabus", key)
-        for leaf in node_dir.glob("*") if node_dir.is_dir() else []:
-            with contextlib.suppress(OSError):
-                leaf.rmdir()
-        with contextlib.suppress(OSError):
-            node_dir.rmdir()
-    vsctl("--if-exists", "del-br", bridge)
 
 
 async def test_containers_outlive_a_sigkill_and_recover(

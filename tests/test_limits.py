@@ -7,7 +7,8 @@
   the next ones are refused at once (``node busy``);
 - cc frames: :data:`MAX_FRAME` both ways, refused before the body is read;
 - file paths: a NUL byte or more than ``PATH_MAX`` bytes;
-- name ranges: at most :data:`MAX_NAMES` names from one range.
+- name ranges: at most :data:`MAX_NAMES` names from one range;
+- names in subjects (namespaces, VLAN aliases, pipes), ``cc prefix`` and ``cc filter``.
 """
 
 from __future__ import annotations
@@ -313,3 +314,41 @@ async def test_names_too_long_for_a_subject_are_refused_and_the_bus_survives(
     assert errors[0].startswith(error)
     assert await mini.errors("vm config net LAN") == []
     assert await mini.errors("vlans add web 300") == []
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ("pipe {long} hello", "pipe name too long: 5000 characters"),
+        ("pipe ns//{long} hello", "pipe name too long: 5000 characters"),
+        ("pipe {long}//p hello", "namespace name too long: 5000 characters"),
+        ("plumb {long} cat", "pipe name too long: 5000 characters"),
+        ("cc prefix {long}", "cc prefix too long: 5000 bytes (at most 1000)"),
+        ("cc filter hostname={long}", "cc filter too long: 5009 bytes (at most 4096)"),
+    ],
+)
+async def test_pipe_names_and_cc_tags_past_their_bound_are_refused(
+    mini: MiniNode, line: str, error: str
+) -> None:
+    errors = await mini.errors(line.format(long="p" * 5000))
+    assert len(errors) == 1
+    assert error in errors[0]
+    assert await mini.errors("cc prefix ok") == []
+    assert await mini.errors("cc filter hostname=h1") == []
+
+
+async def test_cc_works_in_a_namespace_whose_name_fills_a_subject(tmp_path: Path) -> None:
+    # found by ops/fuzz.py: the cc stream is named after the namespace, and
+    # JetStream takes at most 255 characters there
+    long = "n" * 900
+    async with EmbeddedServer(tmp_path / "js", port=0) as server:
+        node = Node(Settings(name="n1", nats=[server.client_url], base=str(tmp_path / "b")))
+        await node.start()
+        bus = await Bus.connect([server.client_url], name="c")
+        try:
+            for line in ("cc exec true", "cc commands", "clear cc"):
+                replies = await bus.command("n1", f"namespace {long} {line}")
+                assert [r.error for rep in replies for r in rep.responses if r.error] == [], line
+        finally:
+            await bus.close()
+            await node.stop()

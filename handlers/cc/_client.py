@@ -57,6 +57,8 @@ class ClientConn:
     keep_stream: bool = False
     #: What the agent said it can do in its hello (``pipes``).
     features: list[str] = field(default_factory=list)
+    #: ``cc recv`` files the node could not write, by command ID, for the response's stderr.
+    recv_failed: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def uuid(self) -> str:

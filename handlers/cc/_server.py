@@ -233,7 +233,9 @@ class CcServer:
         if hello.epoch == self.store.epoch:
             conn.max_sent = hello.last_command_id
         try:
-            features = [wire.FEATURE_PIPES] if self.pipes.available else []
+            features = [wire.FEATURE_ACKS]
+            if self.pipes.available:
+                features.append(wire.FEATURE_PIPES)
             await conn.send(wire.Welcome(node=self.node.name, features=features))
         except (OSError, TimeoutError):
             await conn.close()
@@ -402,6 +404,14 @@ class CcServer:
     # -- responses and files ----------------------------------------------------------------
 
     async def _on_response(self, conn: ClientConn, frame: wire.Response) -> None:
+        state = self.store.commands.get(frame.id)
+        if state is not None and conn.uuid in state.checked_in:
+            # sent again after a redial because our ack was lost: recorded already
+            await self._ack(conn, frame.id)
+            return
+        failed = conn.recv_failed.pop(frame.id, [])
+        if failed:
+            frame.stderr = "\n".join(s for s in (frame.stderr, *failed) if s)
         event = wire.ResponseEvent(
             namespace=self.namespace,
             id=frame.id,
@@ -435,6 +445,11 @@ class CcServer:
             await self.store.done(frame.id, conn.uuid, responded=True)
         except Exception as err:
             logger.warning("cc %s: could not record check-in: %s", self.namespace, err)
+        await self._ack(conn, frame.id)
+
+    async def _ack(self, conn: ClientConn, cmd_id: int) -> None:
+        if wire.FEATURE_ACKS in conn.features:
+            await conn.send(wire.ResponseAck(id=cmd_id))
 
     def resolve_send(self, name: str) -> str:
         """A ``cc send`` file: in the namespace's directory first, then the files root.
@@ -486,19 +501,35 @@ class CcServer:
         except ValueError as err:
             await conn.send(wire.Error(error=f"refused: {err}"))
             return
+        failed = conn.recv_failed.get(frame.id, [])
+        if any(f.startswith(f"{frame.name}: ") for f in failed):
+            return  # the rest of a file that could not be written
         try:
-            await asyncio.to_thread(_write_chunk, path, frame.offset, frame.data, frame.perm)
+            await asyncio.to_thread(
+                _write_chunk, path, frame.offset, frame.data, frame.perm, frame.eof
+            )
         except OSError as err:
             logger.error("cc %s: writing %s: %s", self.namespace, path, err)
+            await asyncio.to_thread(_drop_partial, path)
+            conn.recv_failed.setdefault(frame.id, []).append(f"{frame.name}: {err.strerror or err}")
 
 
-def _write_chunk(path: str, offset: int, data: bytes, perm: int) -> None:
+def _write_chunk(path: str, offset: int, data: bytes, perm: int, eof: bool) -> None:
+    """One chunk into ``path`` + PARTIAL; the last one renames it to ``path``."""
     os.makedirs(os.path.dirname(path), mode=0o770, exist_ok=True)
-    mode = "r+b" if offset and os.path.exists(path) else "wb"
-    with open(path, mode) as fh:
+    part = path + responses.PARTIAL
+    mode = "r+b" if offset and os.path.exists(part) else "wb"
+    with open(part, mode) as fh:
         fh.seek(offset)
         fh.write(data)
-    os.chmod(path, perm & 0o777 or 0o644)
+    if eof:
+        os.chmod(part, perm & 0o777 or 0o644)
+        os.replace(part, path)
+
+
+def _drop_partial(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path + responses.PARTIAL)
 
 
 async def _hang_up(writer: asyncio.StreamWriter) -> None:

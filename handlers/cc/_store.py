@@ -18,6 +18,7 @@ Without a bus (unit tests) the store keeps the same state in memory only.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -43,19 +44,41 @@ logger = logging.getLogger(__name__)
 #: Seconds allowed for one JetStream call and for the first replay.
 TIMEOUT = 5.0
 _WRONG_LAST_SEQUENCE = 10071
+#: Copies of the stream when NATS is a cluster of three or more, so a lost
+#: server loses no command (the VLAN bucket does the same).
+REPLICAS = 3
+#: A lone server refuses replicas (10074); a cluster short of three cannot place them.
+_REPLICAS_REFUSED = (10074, 10005, 10023)
+#: Seconds a write waits for a replicated stream to elect a new leader after
+#: its leader's server died (NATS elects within a few seconds).
+ELECTION = 15.0
 
 
 _decoder = msgspec.json.Decoder(CcRecord)
 
 
+#: Longest encoded namespace in a stream name: JetStream allows 255 characters in
+#: all, and the prefix and ``cc_`` come first (found by ops/fuzz.py: a long
+#: namespace made every cc command an internal error).
+MAX_STREAM_TOKEN = 160
+
+
 def stream_token(namespace: str) -> str:
-    """``namespace`` as part of a stream name ([A-Za-z0-9-] kept, the rest ``_XX``)."""
-    return "".join(
+    """``namespace`` as part of a stream name ([A-Za-z0-9-] kept, the rest ``_XX``).
+
+    One longer than :data:`MAX_STREAM_TOKEN` becomes ``_h`` and its SHA-256
+    (``_h`` never starts an encoding, whose escapes are upper-case hex), so
+    every node still names the namespace's stream alike.
+    """
+    tok = "".join(
         ch
         if ch.isascii() and (ch.isalnum() or ch == "-")
         else "".join(f"_{b:02X}" for b in ch.encode())
         for ch in namespace
     )
+    if len(tok) <= MAX_STREAM_TOKEN:
+        return tok
+    return "_h" + hashlib.sha256(namespace.encode(errors="surrogateescape")).hexdigest()
 
 
 @dataclass
@@ -106,10 +129,7 @@ class CommandStore:
             max_msgs_per_subject=1,
             storage=nats.js.api.StorageType.FILE,
         )
-        try:
-            info = await asyncio.wait_for(js.add_stream(config), TIMEOUT)
-        except nats.js.errors.BadRequestError:
-            info = await js.stream_info(self.stream)
+        info = await self._add_stream(js, config)
         last = info.state.last_seq
         await self._publish_epoch_if_absent(js)
         replayed = asyncio.Event()
@@ -129,6 +149,23 @@ class CommandStore:
             await asyncio.wait_for(replayed.wait(), TIMEOUT)
         except TimeoutError:
             logger.warning("cc %s: stream replay did not finish in %ss", self.namespace, TIMEOUT)
+
+    async def _add_stream(
+        self, js: JetStreamContext, config: nats.js.api.StreamConfig
+    ) -> nats.js.api.StreamInfo:
+        for replicas in (REPLICAS, 1):
+            config.num_replicas = replicas
+            try:
+                return await asyncio.wait_for(js.add_stream(config), TIMEOUT)
+            except nats.js.errors.APIError as err:
+                if replicas > 1 and err.err_code in _REPLICAS_REFUSED:
+                    logger.info("cc %s: %d replicas refused, using 1", self.namespace, replicas)
+                    continue
+                if not isinstance(err, nats.js.errors.BadRequestError):
+                    raise
+                # made already (by another node, or before a restart): use it as it is
+                return await asyncio.wait_for(js.stream_info(self.stream), TIMEOUT)
+        raise AssertionError("unreachable")
 
     async def _publish_epoch_if_absent(self, js: JetStreamContext) -> None:
         record = CcEpochRecord(epoch=self.epoch)
@@ -215,10 +252,9 @@ class CommandStore:
                 return cmd_id
             subject = f"{self._root}.cmd.{cmd_id}"
             try:
-                ack = await self._bus.js.publish(
+                ack = await self._publish(
                     subject,
                     msgspec.json.encode(record),
-                    timeout=TIMEOUT,
                     headers={"Nats-Expected-Last-Subject-Sequence": "0"},
                 )
             except nats.js.errors.APIError as err:
@@ -266,8 +302,28 @@ class CommandStore:
             self._apply(record)
             return
         subject = f"{self._root}.{tail}"
-        ack = await self._bus.js.publish(subject, msgspec.json.encode(record), timeout=TIMEOUT)
+        ack = await self._publish(subject, msgspec.json.encode(record))
         self._apply(record, subject, ack.seq)
+
+    async def _publish(
+        self, subject: str, data: bytes, headers: dict[str, str] | None = None
+    ) -> nats.js.api.PubAck:
+        """Publish to the stream, waiting out a leader election.
+
+        "No responders" means no stream leader got the message, so sending it
+        again cannot store it twice; a timeout may have stored it and is not retried.
+        """
+        assert self._bus is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ELECTION
+        while True:
+            try:
+                return await self._bus.js.publish(subject, data, timeout=TIMEOUT, headers=headers)
+            except nats.js.errors.NoStreamResponseError:
+                if loop.time() >= deadline:
+                    raise
+                logger.info("cc %s: stream has no leader yet; retrying", self.namespace)
+                await asyncio.sleep(0.25)
 
     async def destroy(self) -> None:
         """Delete the namespace's stream (the namespace is being destroyed)."""

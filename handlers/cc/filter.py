@@ -17,6 +17,23 @@ from megabus.bus.errors import CommandError
 from megabus.bus.stored import Filter
 
 HEADER = ["uuid", "hostname", "arch", "os", "ip", "mac", "tags"]
+#: Longest filter (its ``k=v`` words together) and longest ``cc prefix``, in bytes.
+#: Each new command carries both in its JetStream record and every ``cc commands``
+#: row shows them: unbounded, one command line could fill the stream's messages.
+MAX_FILTER_BYTES = 4096
+MAX_PREFIX_BYTES = 1000
+
+
+def check_prefix(prefix: str) -> str:
+    """``prefix`` when it is short enough for a ``cc prefix``.
+
+    Raises:
+        CommandError: ``cc prefix too long: ...``.
+    """
+    size = len(prefix.encode(errors="surrogateescape"))
+    if size > MAX_PREFIX_BYTES:
+        raise CommandError(f"cc prefix too long: {size} bytes (at most {MAX_PREFIX_BYTES})")
+    return prefix
 
 
 def parse(pairs: Sequence[str]) -> Filter:
@@ -25,6 +42,9 @@ def parse(pairs: Sequence[str]) -> Filter:
     Raises:
         CommandError: ``malformed id=value pair: X``.
     """
+    size = sum(len(p.encode(errors="surrogateescape")) + 1 for p in pairs) - 1
+    if size > MAX_FILTER_BYTES:
+        raise CommandError(f"cc filter too long: {size} bytes (at most {MAX_FILTER_BYTES})")
     f = Filter()
     tags: dict[str, str] = {}
     for pair in pairs:

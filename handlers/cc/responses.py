@@ -9,6 +9,7 @@ them through ``asyncio.to_thread``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import PurePosixPath
@@ -44,6 +45,12 @@ def safe_relative(name: str) -> str:
     return os.path.join(*parts)
 
 
+#: Suffix of a file still being written (a response, a ``cc recv`` file): renamed to
+#: its name once complete, so a full disk or a crash leaves nothing that looks whole;
+#: ``cc responses`` skips such files.
+PARTIAL = ".megabus-part"
+
+
 def write_response(
     files_dir: str,
     namespace: str,
@@ -65,9 +72,16 @@ def write_response(
 
 
 def _write(path: str, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-    os.chmod(path, 0o660)
+    part = path + PARTIAL
+    try:
+        with open(part, "wb") as fh:
+            fh.write(data)
+        os.chmod(part, 0o660)
+        os.replace(part, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(part)
+        raise
 
 
 def recv_path(files_dir: str, namespace: str, cmd_id: int, uuid: str, name: str) -> str:
@@ -86,7 +100,7 @@ def _walk(base: str, root: str, raw: bool) -> str:
             for name in sorted(os.listdir(path)):
                 visit(os.path.join(path, name))
             return
-        if path.endswith("exitcode"):
+        if path.endswith(("exitcode", PARTIAL)):
             return
         with open(path, "rb") as fh:
             data = fh.read().decode(errors="replace")

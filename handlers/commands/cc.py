@@ -139,7 +139,7 @@ async def cc_filter_cmd(ctx: Context, cmd: Command) -> Result:
 async def cc_prefix(ctx: Context, cmd: Command) -> Result:
     srv = await server(ctx)
     if "prefix" in cmd.string_args:
-        srv.prefix = cmd.arg("prefix")
+        srv.prefix = cc_filter.check_prefix(cmd.arg("prefix"))
         return None
     return ctx.respond(srv.prefix)
 

@@ -10,6 +10,7 @@
 * :mod:`.vmnics`, :mod:`.bonds`: KVM guests' taps and bonds;
 * :mod:`.capture`, :mod:`.qos`, :mod:`.dnsmasq`, :mod:`.iplearn`: pcap
   captures, tc qdiscs on taps, host dnsmasq servers, IP learning;
+* :class:`Replumber`: bridges, taps and flows put back after Open vSwitch restarts;
 * :mod:`.vlanstore`: VLAN aliases in a JetStream KV bucket.
 
 Other packages import from here, never from the modules.
@@ -22,6 +23,7 @@ from megabus.handlers.net._bridges import DEFAULT_BRIDGE, Bridges, Tap
 from megabus.handlers.net._dnsmasq import Dnsmasqs, Server
 from megabus.handlers.net._iplearn import IpLearner
 from megabus.handlers.net._ovsd import PrivateSwitch, ensure_switch
+from megabus.handlers.net._replumb import Replumber
 from megabus.handlers.net._vlanstore import VlanStore, parse_number
 from megabus.handlers.net.capture import Captures
 from megabus.handlers.net.qos import describe
@@ -33,6 +35,7 @@ __all__ = [
     "Dnsmasqs",
     "IpLearner",
     "PrivateSwitch",
+    "Replumber",
     "Server",
     "Tap",
     "VlanStore",

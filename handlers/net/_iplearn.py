@@ -144,6 +144,13 @@ class IpLearner:
             if name not in self.snoopers:
                 await self._attach(bridge)
 
+    async def reattach(self, names: list[str]) -> None:
+        """Bridges remade under us (Open vSwitch restarted): new sockets, our flows again."""
+        for name in names:
+            if name in self.snoopers:
+                await self._detach(name)
+        await self.sync()
+
     async def _attach(self, bridge: Bridge) -> None:
         try:
             sock = _open(bridge.name)

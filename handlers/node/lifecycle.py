@@ -18,7 +18,7 @@ came) is never stopped, and stops run in the reverse order of starts:
    only if started here);
 6. cc on the bus, after ``-recover`` has adopted what a killed node left
    running (recovered guests redial cc at once);
-7. IP learning on the bridges;
+7. IP learning on the bridges, and their re-plumbing after Open vSwitch restarts;
 8. the VMs (every process killed at stop: minimega tears its VMs down when it
    exits; ``-recover`` is for a node that was killed) and their captures;
 9. the scheduler's launcher, which takes VMs from other nodes.
@@ -74,6 +74,8 @@ async def serving(state: NodeState, bus: Bus) -> AsyncIterator[None]:
             logger.info("recovered %d vms", len(vms))
         await state.iplearn.start()
         stack.push_async_callback(state.iplearn.stop)
+        await state.replumb.start()
+        stack.push_async_callback(state.replumb.stop)
         stack.push_async_callback(state.vnc.close)
         stack.push_async_callback(vm_launch.shutdown, state.vm_host)
         stack.push_async_callback(_stop_captures, state)

@@ -31,7 +31,7 @@ from megabus.handlers.host import Optimizer, Profiler
 from megabus.handlers.model.config import VMConfig
 from megabus.handlers.model.table import VMTable
 from megabus.handlers.model.vm import DEFAULT_NAMESPACE, VM, QueuedVMs
-from megabus.handlers.net import Bridges, Captures, Dnsmasqs, IpLearner
+from megabus.handlers.net import Bridges, Captures, Dnsmasqs, IpLearner, Replumber
 from megabus.handlers.node.logs import LogControl, setup_logging
 from megabus.handlers.pipes import Plumber
 from megabus.handlers.routers import Router
@@ -128,6 +128,8 @@ class NodeState:
     info_view: info.InfoView = field(init=False)
     #: Snoops the bridges for the VMs' addresses (started with the node).
     iplearn: IpLearner = field(init=False)
+    #: Puts bridges, taps and flows back when Open vSwitch restarts (started with the node).
+    replumb: Replumber = field(init=False)
     #: The host dnsmasq servers (``dnsmasq``).
     dnsmasq: Dnsmasqs = field(init=False)
     #: ``background`` processes' reapers: killed when this node stops.
@@ -185,6 +187,7 @@ class NodeState:
             print_vlan=self.vlans.print_vlan, cc_active=self.cc.active, bridges=self.bridges
         )
         self.iplearn = IpLearner(self.bridges, self.vms)
+        self.replumb = Replumber(self.bridges, self.iplearn.reattach)
         self.dnsmasq = Dnsmasqs(Path(self.settings.base))
         self.background = TaskSet(f"background:{self.name}")
         self.pipes = Plumber(self.name)

@@ -18,6 +18,7 @@ from megabus.handlers.pipes._names import (
     fields,
     go_list,
     production,
+    program,
     qualify,
     split,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "fields",
     "go_list",
     "production",
+    "program",
     "qualify",
     "split",
 ]

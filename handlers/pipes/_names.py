@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 
 from megabus.bus.errors import CommandError
+from megabus.bus.subjects import NameTooLongError, bounded_token
 
 #: Separates a pipe's namespace from its name (2.8's ``fqnsPipe``).
 SEPARATOR = "//"
@@ -27,10 +28,18 @@ def check(name: str) -> str:
     """``name`` when it can name a pipe.
 
     Raises:
-        PipeNameError: empty, or holding ``.``, ``*`` or ``>``.
+        PipeNameError: empty, too long for a subject, or holding ``.``, ``*`` or ``>``.
     """
-    if not split(name)[1]:
+    namespace, pipe = split(name)
+    if not pipe:
         raise PipeNameError(f"invalid pipe name {name!r}: empty")
+    try:
+        # both become subject tokens: a server drops a client whose protocol line
+        # passes its limit, so a longer name must never reach the bus
+        bounded_token(pipe, "pipe name")
+        bounded_token(namespace, "namespace name")
+    except NameTooLongError as err:
+        raise PipeNameError(str(err)) from None
     bad = sorted({c for c in name if c in _REFUSED})
     if bad:
         chars = " ".join(f"'{c}'" for c in bad)
