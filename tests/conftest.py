@@ -69,6 +69,16 @@ async def bus(nats_url: str) -> AsyncIterator[Bus]:
 
 
 @pytest.fixture
+async def client(nats_url: str) -> AsyncIterator[Bus]:
+    """A second :class:`Bus` on :func:`nats_url`, as the front ends connect (``client``)."""
+    bus = await Bus.connect([nats_url], name="client")
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+@pytest.fixture
 async def nats_js_url(tmp_path: Path) -> AsyncIterator[str]:
     """The client URL of a nats-server of this test's own (an :class:`EmbeddedServer`)."""
     async with EmbeddedServer(tmp_path / "js", port=0) as server:

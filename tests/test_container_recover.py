@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -42,15 +41,6 @@ __all__ = ["ovs"]
 pytestmark = [pytest.mark.usefixtures("ovs"), pytest.mark.timeout(300)]
 
 CALL_TIMEOUT = 30.0
-
-
-@pytest.fixture
-async def client(nats_url: str) -> AsyncIterator[Bus]:
-    bus = await Bus.connect([nats_url], name="client")
-    try:
-        yield bus
-    finally:
-        await bus.close()
 
 
 async def console_says(path_or_port: str | int, word: str) -> None:

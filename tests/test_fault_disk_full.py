@@ -115,9 +115,16 @@ async def test_transfers_into_a_full_disk_fail_clearly_and_leave_nothing_half_wr
         assert [p for p in files_under(responses) if p.name.endswith(PARTIAL)] == []
 
 
-async def test_a_container_launched_on_a_full_disk_fails_clearly(
-    tmp_path: Path, minicccfs: Path
+@pytest.mark.parametrize("kind", ["container", "kvm"])
+async def test_a_vm_launched_on_a_full_disk_fails_clearly(
+    tmp_path: Path, request: pytest.FixtureRequest, kind: str
 ) -> None:
+    if kind == "container":
+        config = f"vm config filesystem {request.getfixturevalue('minicccfs')}"
+    else:
+        disk = tmp_path / "disk.qcow2"
+        await must("qemu-img", "create", "-f", "qcow2", str(disk), "64M")
+        config = f"vm config disk {disk}"
     base = tmp_path / "base"
     async with (
         tmpfs(base, "4m"),
@@ -126,8 +133,8 @@ async def test_a_container_launched_on_a_full_disk_fails_clearly(
     ):
         try:
             await asyncio.to_thread(fill, base, 0)
-            assert await node.errors(f"vm config filesystem {minicccfs}") == []
-            errors = await node.errors("vm launch container full")
+            assert await node.errors(config) == []
+            errors = await node.errors(f"vm launch {kind} full")
             assert len(errors) == 1
             assert errors[0].startswith("vm full: ")
             assert errors[0].endswith(": no space left on device")
@@ -138,35 +145,7 @@ async def test_a_container_launched_on_a_full_disk_fails_clearly(
                 "ballast", "namespaces"
             ]  # fmt: skip
             await asyncio.to_thread((base / "ballast").unlink)
-            assert await node.errors("vm launch container full") == []
-            assert await column(node, "state") == {"full": "BUILDING"}
-        finally:
-            await node.run("clear all")
-
-
-async def test_a_kvm_guest_launched_on_a_full_disk_fails_clearly(tmp_path: Path) -> None:
-    disk = tmp_path / "disk.qcow2"
-    await must("qemu-img", "create", "-f", "qcow2", str(disk), "64M")
-    base = tmp_path / "base"
-    async with (
-        tmpfs(base, "4m"),
-        EmbeddedServer(tmp_path / "js", port=0) as server,
-        node_at(server.client_url, "dk", base=base) as node,
-    ):
-        try:
-            await asyncio.to_thread(fill, base, 0)
-            assert await node.errors(f"vm config disk {disk}") == []
-            errors = await node.errors("vm launch kvm full")
-            assert len(errors) == 1
-            assert errors[0].startswith("vm full: ")
-            assert errors[0].endswith(": no space left on device")
-            assert await column(node, "state") == {"full": "ERROR"}
-            assert await node.errors("vm flush") == []
-            assert await asyncio.to_thread(lambda: sorted(p.name for p in base.iterdir())) == [
-                "ballast", "namespaces"
-            ]  # fmt: skip
-            await asyncio.to_thread((base / "ballast").unlink)
-            assert await node.errors("vm launch kvm full") == []
+            assert await node.errors(f"vm launch {kind} full") == []
             assert await column(node, "state") == {"full": "BUILDING"}
         finally:
             await node.run("clear all")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,15 +24,6 @@ pytestmark = pytest.mark.timeout(300)
 PAUSE = 60.0
 #: The issue's bound: a resumed guest's agent answers within this many seconds.
 ANSWER_WITHIN = 15.0
-
-
-@pytest.fixture
-async def client(nats_url: str) -> AsyncIterator[Bus]:
-    bus = await Bus.connect([nats_url], name="client")
-    try:
-        yield bus
-    finally:
-        await bus.close()
 
 
 async def test_a_guest_paused_a_minute_answers_soon_after_it_resumes(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -37,15 +37,6 @@ KVM_GUESTS = 3
 def image() -> tuple[Path, Path]:
     """The cc guest's kernel and initrd (``ops/guest_image.py``)."""
     return guest_image()
-
-
-@pytest.fixture
-async def client(nats_url: str) -> AsyncIterator[Bus]:
-    bus = await Bus.connect([nats_url], name="client")
-    try:
-        yield bus
-    finally:
-        await bus.close()
 
 
 MARK = "sh -c 'echo {0} >> /marks; cat /marks'"

@@ -31,15 +31,6 @@ async def node(nats_url: str, tmp_path: Path) -> AsyncIterator[Node]:
         await n.stop()
 
 
-@pytest.fixture
-async def client(nats_url: str) -> AsyncIterator[Bus]:
-    b = await Bus.connect([nats_url], name="client")
-    try:
-        yield b
-    finally:
-        await b.close()
-
-
 async def errors_of(client: Bus, line: str) -> list[str]:
     replies = await client.command("n1", line)
     return [r.error for rep in replies for r in rep.responses if r.error]

@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,15 +26,6 @@ from megabus.handlers.vms._container_net import NETNS_DIR
 __all__ = ["ovs"]
 
 pytestmark = [pytest.mark.usefixtures("ovs"), pytest.mark.timeout(300)]
-
-
-@pytest.fixture
-async def client(nats_url: str) -> AsyncIterator[Bus]:
-    bus = await Bus.connect([nats_url], name="nuker")
-    try:
-        yield bus
-    finally:
-        await bus.close()
 
 
 async def run(bus: Bus, line: str) -> list[list[str]]:

@@ -15,7 +15,7 @@ import errno
 import os
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,15 +24,6 @@ from noderecovery import NODE, start
 from megabus.bus.connection import Bus
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-async def client(nats_url: str) -> AsyncIterator[Bus]:
-    bus = await Bus.connect([nats_url], name="client")
-    try:
-        yield bus
-    finally:
-        await bus.close()
 
 
 async def command(bus: Bus, line: str) -> tuple[list[list[str]], list[str]]:

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,15 +22,6 @@ from noderecovery import NODE, POLL, TRIES, alive, start
 from megabus.bus.connection import Bus
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-async def client(nats_url: str) -> AsyncIterator[Bus]:
-    bus = await Bus.connect([nats_url], name="client")
-    try:
-        yield bus
-    finally:
-        await bus.close()
 
 
 async def run(bus: Bus, line: str, namespace: str = "") -> list[list[str]]:

@@ -13,7 +13,6 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -26,15 +25,6 @@ from megabus.handlers.net._ovs import find_db
 __all__ = ["ovs"]
 
 pytestmark = [pytest.mark.usefixtures("ovs"), pytest.mark.timeout(240)]
-
-
-@pytest.fixture
-async def client(nats_url: str) -> AsyncIterator[Bus]:
-    bus = await Bus.connect([nats_url], name="client")
-    try:
-        yield bus
-    finally:
-        await bus.close()
 
 
 async def run(bus: Bus, line: str) -> list[list[str]]:
