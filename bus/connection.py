@@ -477,7 +477,9 @@ def _netloc(nc: Client, *, scheme: bool = False) -> str:
 
 
 async def _close_quietly(nc: Client) -> None:
-    with contextlib.suppress(nats.errors.Error, OSError):
+    # uvloop raises RuntimeError (not OSError) for a write to a transport the
+    # server already closed, e.g. when a terminal's ^C stopped both at once
+    with contextlib.suppress(nats.errors.Error, OSError, RuntimeError):
         await nc.close()
 
 

@@ -92,3 +92,27 @@ async def test_a_node_logs_each_record_once(tmp_path: Path) -> None:
     added = [line for line in lines if "adding VLAN alias minimega//web => 200" in line]
     assert len(added) == 1, lines
     assert " INFO megabus.handlers.net._vlanstore: adding VLAN alias" in added[0]
+
+
+async def test_ctrl_c_stops_a_node_and_its_server_quietly(tmp_path: Path) -> None:
+    # ^C in a terminal signals the node and its embedded nats-server at once: the
+    # server may be gone before the node closes its connection (uvloop then raised
+    # RuntimeError out of the close and the node died with a traceback)
+    base = tmp_path / "base"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEGABUS_")}
+    node = await asyncio.create_subprocess_exec(
+        MEGABUS, "node", "-name", "ctrlc", "-base", str(base), "-nats-port", str(free_port()),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(30):
+            while not (base / "megabus.json").exists():
+                assert node.returncode is None, "the node exited during start-up"
+                await asyncio.sleep(0.1)
+    finally:
+        os.killpg(node.pid, signal.SIGINT)
+        async with asyncio.timeout(30):
+            _, log = await node.communicate()
+    assert "Traceback" not in log.decode(), log.decode()
+    assert node.returncode == 0

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,23 +45,28 @@ class SwitchStartError(OvsError):
 
 
 async def _run(*argv: str, env: Mapping[str, str]) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=dict(env),
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), STEP_TIMEOUT)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise SwitchStartError(f"{argv[0]}: no answer within {STEP_TIMEOUT:g}s") from None
-    if proc.returncode != 0:
-        text = out.decode(errors="replace").strip()
-        raise SwitchStartError(f"{' '.join(argv)}: {text}")
+    # Output goes to a file, not a pipe: a --detach daemon keeps the fds it was
+    # given, so reading a pipe to EOF would wait for the daemon to exit (uvloop
+    # does; the test that would have caught it: test_node_switch on uvloop).
+    with tempfile.TemporaryFile() as out:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+            env=dict(env),
+        )
+        try:
+            await asyncio.wait_for(proc.wait(), STEP_TIMEOUT)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise SwitchStartError(f"{argv[0]}: no answer within {STEP_TIMEOUT:g}s") from None
+        if proc.returncode != 0:
+            out.seek(0)
+            text = out.read(64 * 1024).decode(errors="replace").strip()
+            raise SwitchStartError(f"{' '.join(argv)}: {text}")
 
 
 def _pid(pidfile: Path) -> int | None:
