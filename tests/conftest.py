@@ -19,9 +19,21 @@ from compat import require_compat
 from containers import build_images
 from natsd import ClusterFactory, cluster, start_server
 from nodes import MiniNode, node_at
+from ovsfix import ovs  # noqa: F401 (a fixture, for one_switch)
 
 from megabus.bus.connection import Bus
 from megabus.bus.server import EmbeddedServer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_switch(ovs: None) -> None:  # noqa: F811 (the fixture, by name)
+    """One Open vSwitch for the whole session, started before any node.
+
+    A node where no switch runs starts a private one and stops it when it
+    exits (``handlers/net/_ovsd.py``; ``test_node_switch.py`` tests that with
+    a run directory of its own): test nodes coming and going would each start
+    and stop the shared one under the network tests.
+    """
 
 
 @pytest.fixture
