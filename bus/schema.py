@@ -99,6 +99,35 @@ SUBJECTS: tuple[_Entry, ...] = (
         "Pipe writes for the node that hosts a pipe's via.",
     ),
     (
+        "file_info",
+        "request",
+        "node -> all",
+        (NODE,),
+        (messages.FileInfoRequest,),
+        (messages.FileInfoReply,),
+        "Who has a path (file, directory or glob)? Every other node answers with what it "
+        "has (2.8's iomeshage INFO); the asker gathers replies until its wait ends.",
+    ),
+    (
+        "file_whohas",
+        "request",
+        "node -> all",
+        (NODE,),
+        (messages.FilePartQuery,),
+        (messages.FilePartHave,),
+        "Who has one part of one version of a file (2.8's WHOHAS)? Every other node "
+        "answers, has=false included.",
+    ),
+    (
+        "node_file",
+        "request",
+        "node -> node",
+        (NODE,),
+        (messages.FileChunkRequest,),
+        (messages.FileChunk, messages.ErrorReply),
+        "Bytes of a file one node serves; refused when the file changed since its info.",
+    ),
+    (
         "heartbeat",
         "publish",
         "node -> all",
