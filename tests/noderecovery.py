@@ -85,11 +85,11 @@ async def run(bus: Bus, line: str) -> list[list[str]]:
 
 
 async def info(bus: Bus) -> dict[str, dict[str, str]]:
-    """``vm info`` as name -> column -> value, without uptime."""
+    """``vm info`` as name -> column -> value, without uptime and vnc_port (new after -recover)."""
     rows = await run(bus, "vm info")
     header = rows[0]
     return {
-        row[1]: {c: v for c, v in zip(header, row, strict=True) if c != "uptime"}
+        row[1]: {c: v for c, v in zip(header, row, strict=True) if c not in ("uptime", "vnc_port")}
         for row in rows[1:]
     }
 

@@ -40,9 +40,10 @@ async def run(bus: Bus, line: str) -> list[list[str]]:
 
 
 async def info(bus: Bus) -> list[list[str]]:
+    """``vm info`` but uptime and vnc_port (a recovered guest gets a new shim port, as in 2.8)."""
     rows = await run(bus, "vm info")
-    up = rows[0].index("uptime")
-    return [row[:up] + row[up + 1 :] for row in rows]
+    drop = {rows[0].index("uptime"), rows[0].index("vnc_port")}
+    return [[v for i, v in enumerate(row) if i not in drop] for row in rows]
 
 
 def vsctl(*args: str) -> str:

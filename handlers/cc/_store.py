@@ -131,7 +131,7 @@ class CommandStore:
         )
         info = await self._add_stream(js, config)
         last = info.state.last_seq
-        await self._publish_epoch_if_absent(js)
+        await self._publish_epoch_if_absent()
         replayed = asyncio.Event()
         if last == 0:
             replayed.set()
@@ -167,13 +167,13 @@ class CommandStore:
                 return await asyncio.wait_for(js.stream_info(self.stream), TIMEOUT)
         raise AssertionError("unreachable")
 
-    async def _publish_epoch_if_absent(self, js: JetStreamContext) -> None:
+    async def _publish_epoch_if_absent(self) -> None:
         record = CcEpochRecord(epoch=self.epoch)
         try:
-            await js.publish(
+            # right after a replicated stream is made its leader may not be elected yet
+            await self._publish(
                 f"{self._root}.epoch",
                 msgspec.json.encode(record),
-                timeout=TIMEOUT,
                 headers={"Nats-Expected-Last-Subject-Sequence": "0"},
             )
         except nats.js.errors.APIError as err:
