@@ -183,6 +183,11 @@ def _vnc_host(model: Model, host: str) -> str:
 
 async def _vnc(request: web.Request) -> web.WebSocketResponse:
     vm = _vm(request)
+    if vm.type == "kvm" and not vm.vnc_port:
+        # the table was read before the guest's shim listened (launch events
+        # come first): read the namespace again before saying it has none
+        await request.app[MODEL].refresh(vm.namespace)
+        vm = _vm(request)
     if vm.type != "kvm" or not vm.vnc_port:
         raise web.HTTPConflict(text=f"vm {vm.name} has no vnc\n")
     try:
