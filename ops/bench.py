@@ -125,6 +125,18 @@ async def start_node(name: str, url: str, base: Path, *extra: str) -> asyncio.su
     return proc
 
 
+async def stop_process(proc: asyncio.subprocess.Process, grace: float = 10) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds: a node leaves nothing running."""
+    if proc.returncode is not None:
+        return
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), grace)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
 def oneshot(base: Path, runs: int) -> list[float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEGABUS_")}
     # Measure what users get: cached bytecode (an environment may turn it off).
@@ -339,13 +351,7 @@ async def first_parts(args: argparse.Namespace, want: Callable[[str], bool]) -> 
                 out["vms"] = await vm_bench(url, root / "bvm", args.kvm)
         finally:
             for proc in procs:
-                if proc.returncode is None:
-                    proc.terminate()
-                    try:
-                        await asyncio.wait_for(proc.wait(), 10)
-                    except TimeoutError:
-                        proc.kill()
-                        await proc.wait()
+                await stop_process(proc, 10)
             await server.stop()
     return out
 
@@ -484,12 +490,7 @@ async def speed_bench(commands: int) -> dict[str, object]:
                 }
             finally:
                 await bus.close()
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 30)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+                await stop_process(proc, 30)
     return {"speed": out}
 
 
@@ -1584,13 +1585,7 @@ async def files_bench(mb: int, hash_mb: int) -> dict[str, object]:
             )
         finally:
             for proc in procs.values():
-                if proc.returncode is None:
-                    proc.terminate()
-                    try:
-                        await asyncio.wait_for(proc.wait(), 10)
-                    except TimeoutError:
-                        proc.kill()
-                        await proc.wait()
+                await stop_process(proc, 10)
             await server.stop()
     return out
 
@@ -1655,12 +1650,7 @@ async def screens_bench(vms: int) -> dict[str, object]:
                 await _vm_cmd(bus, node, "clear all")
             finally:
                 await bus.close()
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 30)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+                await stop_process(proc, 30)
     return {"screens": out}
 
 
