@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import stat
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +23,8 @@ from pathlib import Path
 import nats
 import nats.errors
 import pytest
+from megabuscmd import MEGABUS
+from megabuscmd import megabus as run
 from natsd import free_port
 from secure import Recorder, Secured, raw_request, secured_server
 from secure import recorder_node as shared_recorder_node
@@ -50,8 +51,6 @@ from megabus.bus.security import (
 from megabus.cli.args import UsageError, resolve_target
 from megabus.config.settings import Settings
 from megabus.handlers.main import Node, run_node
-
-MEGABUS = str(Path(sys.executable).parent / "megabus")
 
 
 @pytest.fixture
@@ -347,15 +346,6 @@ def test_local_credentials_go_only_to_the_local_server(tmp_path: Path) -> None:
 
 def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("MEGABUS_")}
-
-
-async def run(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        MEGABUS, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=_env()
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 @contextlib.asynccontextmanager

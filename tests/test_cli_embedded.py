@@ -12,27 +12,16 @@ import json
 import os
 import signal
 import socket
-import sys
 from pathlib import Path
 
+from megabuscmd import MEGABUS
+from megabuscmd import megabus as run
 from natsd import free_port
-
-MEGABUS = str(Path(sys.executable).parent / "megabus")
 
 
 def listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-async def run(*args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEGABUS_")}
-    proc = await asyncio.create_subprocess_exec(
-        MEGABUS, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_a_node_with_an_embedded_server_serves_one_shot_commands(tmp_path: Path) -> None:

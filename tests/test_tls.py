@@ -15,12 +15,13 @@ import os
 import re
 import signal
 import socket
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import nats.errors
 import pytest
+from megabuscmd import MEGABUS
+from megabuscmd import megabus as run
 from natsd import free_port, until
 from secure import Recorder, Secured, TestCA, raw_request, recorder_node, secured_server, test_ca
 
@@ -45,8 +46,6 @@ from megabus.bus.security import (
 from megabus.bus.server import ServerTLS, server_binary
 from megabus.config.settings import Settings
 from megabus.handlers.main import Node
-
-MEGABUS = str(Path(sys.executable).parent / "megabus")
 
 
 @pytest.fixture(scope="module")
@@ -204,15 +203,6 @@ def test_missing_certificate_files_are_clear_errors(tmp_path: Path) -> None:
 
 def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("MEGABUS_")}
-
-
-async def run(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        MEGABUS, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=_env()
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_a_node_with_tls_on_its_own_server_and_its_local_clients(
