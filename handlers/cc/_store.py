@@ -156,7 +156,7 @@ class CommandStore:
         for replicas in (REPLICAS, 1):
             config.num_replicas = replicas
             try:
-                return await asyncio.wait_for(js.add_stream(config), TIMEOUT)
+                return await self._create_waiting_out_election(js, config)
             except nats.js.errors.APIError as err:
                 if replicas > 1 and err.err_code in _REPLICAS_REFUSED:
                     logger.info("cc %s: %d replicas refused, using 1", self.namespace, replicas)
@@ -166,6 +166,26 @@ class CommandStore:
                 # made already (by another node, or before a restart): use it as it is
                 return await asyncio.wait_for(js.stream_info(self.stream), TIMEOUT)
         raise AssertionError("unreachable")
+
+    async def _create_waiting_out_election(
+        self, js: JetStreamContext, config: nats.js.api.StreamConfig
+    ) -> nats.js.api.StreamInfo:
+        """Create the stream; JetStream answers once the new stream has a leader.
+
+        With a hub of three down, placing the replicas and electing their leader
+        took 8 s on the lab (a joined host's first ``vm start`` failed with a
+        TimeoutError). The request is idempotent for an identical config, so
+        asking again until :data:`ELECTION` is spent cannot make two streams.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ELECTION
+        while True:
+            try:
+                return await asyncio.wait_for(js.add_stream(config), TIMEOUT)
+            except (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                if loop.time() >= deadline:
+                    raise
+                logger.info("cc %s: stream not ready yet; asking again", self.namespace)
 
     async def _publish_epoch_if_absent(self) -> None:
         record = CcEpochRecord(epoch=self.epoch)
