@@ -32,6 +32,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 
 from megabus.bus.cc_messages import Command
+from megabus.bus.election import ELECTION, through_election
 from megabus.bus.stored import CcCommandRecord, CcDoneRecord, CcEpochRecord, CcRecord, Filter
 
 if TYPE_CHECKING:
@@ -49,9 +50,6 @@ _WRONG_LAST_SEQUENCE = 10071
 REPLICAS = 3
 #: A lone server refuses replicas (10074); a cluster short of three cannot place them.
 _REPLICAS_REFUSED = (10074, 10005, 10023)
-#: Seconds a write waits for a replicated stream to elect a new leader after
-#: its leader's server died (NATS elects within a few seconds).
-ELECTION = 15.0
 
 
 _decoder = msgspec.json.Decoder(CcRecord)
@@ -328,22 +326,13 @@ class CommandStore:
     async def _publish(
         self, subject: str, data: bytes, headers: dict[str, str] | None = None
     ) -> nats.js.api.PubAck:
-        """Publish to the stream, waiting out a leader election.
-
-        "No responders" means no stream leader got the message, so sending it
-        again cannot store it twice; a timeout may have stored it and is not retried.
-        """
-        assert self._bus is not None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + ELECTION
-        while True:
-            try:
-                return await self._bus.js.publish(subject, data, timeout=TIMEOUT, headers=headers)
-            except nats.js.errors.NoStreamResponseError:
-                if loop.time() >= deadline:
-                    raise
-                logger.info("cc %s: stream has no leader yet; retrying", self.namespace)
-                await asyncio.sleep(0.25)
+        """Publish to the stream, waiting out a leader election."""
+        bus = self._bus
+        assert bus is not None
+        return await through_election(
+            lambda: bus.js.publish(subject, data, timeout=TIMEOUT, headers=headers),
+            f"cc {self.namespace}",
+        )
 
     async def destroy(self) -> None:
         """Delete the namespace's stream (the namespace is being destroyed)."""

@@ -38,6 +38,7 @@ import nats.errors
 import nats.js.errors
 
 from megabus.bus.codec import encode
+from megabus.bus.election import through_election
 from megabus.bus.errors import CommandError
 from megabus.bus.messages import VlanAliasEvent
 from megabus.bus.stored import VlanAlias, VlanClaim, VlanRangeValue
@@ -332,11 +333,16 @@ class VlanStore:
         tombstone = self._tombstones.get(key)
         if tombstone is not None:
             try:
-                return await asyncio.wait_for(self._kv.update(key, data, last=tombstone), TIMEOUT)
+                return await through_election(
+                    lambda: asyncio.wait_for(self._kv.update(key, data, last=tombstone), TIMEOUT),
+                    "VLAN bucket",
+                )
             except nats.js.errors.KeyWrongLastSequenceError:
                 pass  # written or deleted again since: create() sorts out which
         try:
-            return await asyncio.wait_for(self._kv.create(key, data), TIMEOUT)
+            return await through_election(
+                lambda: asyncio.wait_for(self._kv.create(key, data), TIMEOUT), "VLAN bucket"
+            )
         except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.KeyNotFoundError):
             # KeyNotFound: nats-py's create lost a race with a delete of the same
             # key (seen during server failovers); the caller treats it as taken
@@ -345,12 +351,17 @@ class VlanStore:
     async def _get(self, key: str) -> KeyValue.Entry | None:
         """The entry at ``key``; ``None`` when it does not exist (or was deleted)."""
         try:
-            return await asyncio.wait_for(self._kv.get(key), TIMEOUT)
+            return await through_election(
+                lambda: asyncio.wait_for(self._kv.get(key), TIMEOUT), "VLAN bucket"
+            )
         except nats.js.errors.KeyNotFoundError:
             return None
 
     async def _put(self, key: str, value: msgspec.Struct) -> int:
-        return await asyncio.wait_for(self._kv.put(key, msgspec.json.encode(value)), TIMEOUT)
+        data = msgspec.json.encode(value)
+        return await through_election(
+            lambda: asyncio.wait_for(self._kv.put(key, data), TIMEOUT), "VLAN bucket"
+        )
 
     async def _delete(self, key: str, last: int = 0) -> int | None:
         """Delete ``key`` (only at revision ``last`` when given); ``None`` if it moved on."""
@@ -358,8 +369,11 @@ class VlanStore:
         if last:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(last)
         try:
-            ack = await self._bus.js.publish(
-                self._subject_prefix + key, b"", timeout=TIMEOUT, headers=headers
+            ack = await through_election(
+                lambda: self._bus.js.publish(
+                    self._subject_prefix + key, b"", timeout=TIMEOUT, headers=headers
+                ),
+                "VLAN bucket",
             )
         except nats.js.errors.APIError as err:
             if err.err_code in (10071, 10164):

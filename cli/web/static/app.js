@@ -76,12 +76,27 @@ function draw() {
   for (let i = first; i < last; i++) list.append(rowOf(vms.get(order[i]), i));
 }
 
+// Chromium aborts the requests in flight whenever the host's interfaces change
+// (net::ERR_NETWORK_CHANGED), as they do each time a guest's tap comes or goes
+// on a host that runs the browser too: reads are asked again, a command is not
+// (it may have reached the node).
+async function get(url) {
+  for (let i = 0; ; i++) {
+    try {
+      return await fetch(url);
+    } catch (err) {
+      if (i >= 4) throw err;
+      await new Promise(done => setTimeout(done, 250 * (i + 1)));
+    }
+  }
+}
+
 let graphTimer = null;
 function graphSoon() {
   if (graphTimer) return;
   graphTimer = setTimeout(async () => {
     graphTimer = null;
-    const r = await fetch("/api/topology.svg");
+    const r = await get("/api/topology.svg");
     document.getElementById("graph").innerHTML = r.ok ? await r.text() : `<p>${await r.text()}</p>`;
   }, 300);
 }
@@ -110,16 +125,23 @@ document.getElementById("cmdform").addEventListener("submit", async ev => {
   const line = document.getElementById("cmd").value;
   const out = document.getElementById("out");
   out.textContent = "…";
-  const r = await fetch("/api/command", {method: "POST", headers: {"Content-Type": "application/json"},
-                                        body: JSON.stringify({line})});
-  if (!r.ok) { out.textContent = await r.text(); return; }
+  let r;
+  try {
+    r = await fetch("/api/command", {method: "POST", headers: {"Content-Type": "application/json"},
+                                     body: JSON.stringify({line})});
+  } catch (err) {
+    out.textContent = `E: the request failed (${err.message}); it may or may not have run`;
+    out.dataset.done = String(Date.now());
+    return;
+  }
+  if (!r.ok) { out.textContent = await r.text(); out.dataset.done = String(Date.now()); return; }
   const res = await r.json();
   out.textContent = [res.output, ...res.errors].filter(Boolean).join("\n");
   out.dataset.done = String(Date.now());
 });
 
 async function files() {
-  const r = await fetch("/files/");
+  const r = await get("/files/");
   const ul = document.getElementById("files");
   ul.replaceChildren();
   for (const f of r.ok ? await r.json() : []) {
