@@ -1,8 +1,8 @@
-"""Topology pictures: 2.8's ``viz`` dot text drawn by graphviz (``megabus viz``, the web page).
+"""Topology pictures drawn by graphviz (``megabus viz``, the web page).
 
-graphviz's ``dot`` program draws it (Debian's ``graphviz``); the text comes
-from :mod:`megabus.handlers.model.topology`, so the picture is the graph
-``viz <file>`` writes.
+graphviz's ``dot`` program draws it (Debian's ``graphviz``); the text is
+:func:`megabus.handlers.model.topology.picture`: the nodes and edges of the
+dot text ``viz <file>`` writes, with hosts, routers and VLANs set apart.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ async def _viz(target: Target, fmt: str) -> int | bytes:
     ]
     vms.sort(key=lambda v: (v.host, v.id))
     try:
-        picture = await render(topology.dot(vms), fmt)
+        picture = await render(topology.picture(vms), fmt)
     except GraphError as err:
         sys.stderr.write(f"megabus: {err}\n")
         return 1

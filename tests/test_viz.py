@@ -17,6 +17,7 @@ from ovsfix import ovs, unique
 
 from megabus.bus.server import EmbeddedServer
 from megabus.cli.graph import render
+from megabus.handlers.model.topology import TopoVM, picture
 
 __all__ = ["ovs"]
 
@@ -74,3 +75,35 @@ async def test_viz_writes_28s_dot(vznode: MiniNode, tmp_path: Path) -> None:
 
     bad = tmp_path / "no" / "dir.dot"
     assert await vznode.errors(f"viz {bad}") == [f"open {bad}: no such file or directory"]
+
+
+async def test_the_picture_frames_hosts_and_draws_routers_as_boxes() -> None:
+    vms = [
+        TopoVM("h1", "a", 0, "[]", "[]", 2, (101,)),
+        TopoVM("h2", "r", 1, "[]", "[]", 2, (101, 102), router=True),
+        TopoVM('h"2', "b", 2, "[]", "[]", 8, (102,)),
+    ]
+    assert picture(vms) == (
+        "graph minimega {\n"
+        "overlap=false;\n"
+        "node [fontsize=10];\n"
+        'subgraph cluster_0 {\nlabel="h\\"2";\nstyle=rounded;\n'
+        '"h\\"2:b:2:[]:[]" [style=filled, color=blue, shape=ellipse];\n'
+        "}\n"
+        'subgraph cluster_1 {\nlabel="h1";\nstyle=rounded;\n'
+        '"h1:a:0:[]:[]" [style=filled, color=green, shape=ellipse];\n'
+        "}\n"
+        'subgraph cluster_2 {\nlabel="h2";\nstyle=rounded;\n'
+        '"h2:r:1:[]:[]" [style=filled, color=green, shape=box];\n'
+        "}\n"
+        '"h\\"2:b:2:[]:[]" -- 102\n'
+        '"h1:a:0:[]:[]" -- 101\n'
+        '"h2:r:1:[]:[]" -- 101\n'
+        '"h2:r:1:[]:[]" -- 102\n'
+        '101 [shape=oval, label="VLAN 101"];\n'
+        '102 [shape=oval, label="VLAN 102"];\n'
+        "}"
+    )
+    # graphviz draws it (a quote in a host name included)
+    svg = await render(picture(vms), "svg")
+    assert b'h&quot;2:b:2' in svg

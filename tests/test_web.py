@@ -96,6 +96,7 @@ async def test_the_page_shows_and_drives_the_cluster(
         await run(bus, f"vm config net {br},101 {br},102")
         await run(bus, "vm launch kvm a[0-1]")
         await run(bus, "vm start a0")
+        await run(bus, "router a1 interface 0 10.0.0.1/24")
         await run(bus, f"vm config net {br},300", "other")
         await run(bus, "vm launch kvm b0", "other")
         files = base / "files"
@@ -147,6 +148,13 @@ async def test_the_page_shows_and_drives_the_cluster(
             graph = await page.inner_text("#graph")
             for vlan in ("101", "102", "300"):
                 assert vlan in graph
+            # ... its host as a frame around its VMs, and the router as a box
+            assert await page.locator("#graph g.cluster", has_text=NODE).count() == 1
+            router = page.locator("#graph g.node", has_text=":a1:")
+            assert await router.locator("polygon").count() == 1
+            assert (
+                await page.locator("#graph g.node", has_text=":a0:").locator("polygon").count() == 0
+            )
             # the files directory, downloadable
             link = page.locator("#files a")
             assert "notes.txt" in await link.first.inner_text()

@@ -202,4 +202,4 @@ class Model:
 
     def dot(self) -> str:
         """2.8's ``viz`` text of every VM the page shows."""
-        return topology.dot([vm.topo for vm in self.all()])
+        return topology.picture([vm.topo for vm in self.all()])

@@ -3,8 +3,11 @@
 ``viz <file>`` (2.8's ``dot.go``) writes a graphviz ``graph``: one filled node
 per VM, named ``"host:name:id:ip:ip6"`` and coloured by state, an edge to each
 VLAN it has a NIC on, then each VLAN once. Go wrote the VLANs in map order
-(random); they are sorted here. The web page and ``megabus viz`` render the
-same text with graphviz.
+(random); they are sorted here.
+
+The web page and ``megabus viz`` draw :func:`picture`: the same nodes and
+edges, with what 2.8's text leaves out: each host a frame around its VMs,
+routers (VMs that ``router`` configured) as boxes, VLANs as labelled ovals.
 """
 
 from __future__ import annotations
@@ -13,6 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+
+#: The VM tag 2.8 sets on a VM when it becomes a router (its value is the VM's
+#: ID); here so that the graph, below the routers engine, can read it too.
+ROUTER_TAG = "minirouter"
 
 #: 2.8's ``stateToColor``, by the ``State`` bit of ``vm info``'s data.
 STATE_COLORS = {1: "yellow", 2: "green", 4: "yellow", 8: "blue", 16: "red"}
@@ -29,11 +36,18 @@ class TopoVM:
     ip6: str
     state: int
     vlans: tuple[int, ...]
+    #: ``router`` configured it (a minirouter).
+    router: bool = False
+
+    @property
+    def text(self) -> str:
+        """2.8's node name."""
+        return f"{self.host}:{self.name}:{self.id}:{self.ip}:{self.ip6}"
 
     @property
     def label(self) -> str:
-        """2.8's node name, quotes included."""
-        return f'"{self.host}:{self.name}:{self.id}:{self.ip}:{self.ip6}"'
+        """2.8's node name in quotes, as 2.8 wrote it (a quote in a name is not escaped)."""
+        return f'"{self.text}"'
 
 
 def _list(items: list[str]) -> str:
@@ -52,6 +66,7 @@ def from_data(host: str, data: Any) -> TopoVM:
         ip6=_list([str(n.get("ip6", "")) for n in nets]),
         state=int(d.get("State", 0)),
         vlans=tuple(int(n.get("vlan", 0)) for n in nets),
+        router=ROUTER_TAG in (d.get("Tags") or {}),
     )
 
 
@@ -65,5 +80,33 @@ def dot(vms: list[TopoVM]) -> str:
             out.append(f"{vm.label} -- {vlan}\n")
             vlans.add(vlan)
     out += [f"{vlan};\n" for vlan in sorted(vlans)]
+    out.append("}")
+    return "".join(out)
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def picture(vms: list[TopoVM]) -> str:
+    """The dot text the web page and ``megabus viz`` draw (see the module's doc)."""
+    out = ["graph minimega {\n", "overlap=false;\n", "node [fontsize=10];\n"]
+    hosts: dict[str, list[TopoVM]] = {}
+    for vm in vms:
+        hosts.setdefault(vm.host, []).append(vm)
+    vlans: set[int] = set()
+    edges: list[str] = []
+    for i, host in enumerate(sorted(hosts)):
+        out.append(f"subgraph cluster_{i} {{\nlabel={_quoted(host)};\nstyle=rounded;\n")
+        for vm in hosts[host]:
+            shape = "box" if vm.router else "ellipse"
+            color = STATE_COLORS.get(vm.state, "")
+            out.append(f"{_quoted(vm.text)} [style=filled, color={color}, shape={shape}];\n")
+            for vlan in vm.vlans:
+                edges.append(f"{_quoted(vm.text)} -- {vlan}\n")
+                vlans.add(vlan)
+        out.append("}\n")
+    out += edges
+    out += [f'{vlan} [shape=oval, label="VLAN {vlan}"];\n' for vlan in sorted(vlans)]
     out.append("}")
     return "".join(out)

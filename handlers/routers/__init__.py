@@ -17,6 +17,7 @@ commands), ``_goaddr`` (Go's address parsing, as 2.8's checks use it).
 
 from __future__ import annotations
 
+from megabus.handlers.model.topology import ROUTER_TAG
 from megabus.handlers.model.vm import VM
 from megabus.handlers.routers._deliver import GUEST_FILES, commit, file_name
 from megabus.handlers.routers._model import (
@@ -33,9 +34,6 @@ from megabus.handlers.routers._model import (
     go_atoi,
 )
 from megabus.handlers.routers._text import LOG_TAG, config, summary
-
-#: The VM tag 2.8 sets on a VM when it becomes a router (its value is the VM's ID).
-ROUTER_TAG = "minirouter"
 
 
 def find_or_create(routers: dict[int, Router], vm: VM) -> Router:
