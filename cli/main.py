@@ -246,6 +246,11 @@ def _run_node(args: list[str]) -> int:
     # No root handlers here: the node's LogControl owns stderr and -logfile for
     # the megabus logger (so `log` commands act on them); handlers in both
     # places wrote every record twice.
+    if not any(url.startswith(("ws://", "wss://")) for url in settings.nats):
+        # nats-py imports aiohttp, when installed (the web UI's), for a websocket
+        # transport no node on nats:// uses: 12 MB and 140 ms of each node's start
+        # (issue 16's idle memory). A node given a ws:// server keeps it.
+        sys.modules.setdefault("aiohttp", None)  # type: ignore[arg-type]
     from megabus.bus.loop import run
     from megabus.handlers.main import run_node
 

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 
 from megabuscmd import MEGABUS
@@ -40,6 +41,11 @@ async def test_a_node_with_an_embedded_server_serves_one_shot_commands(tmp_path:
                 await asyncio.sleep(0.1)
         assert json.loads(info.read_text())["nats_url"].endswith(f":{port}")
         assert listening(port)
+        # an idle node maps none of the libraries it needs only on demand (issue
+        # 16's idle memory): numpy for screens, aiohttp (nats-py's websockets)
+        maps = await asyncio.to_thread(Path(f"/proc/{node.pid}/maps").read_text)
+        assert "/numpy/" not in maps
+        assert "/aiohttp/" not in maps
 
         rc, out, err = await run("-base", str(base), "-e", "vlans", "add", "web", "200")
         assert (rc, out, err) == (0, "", "")
@@ -105,3 +111,17 @@ async def test_ctrl_c_stops_a_node_and_its_server_quietly(tmp_path: Path) -> Non
             _, log = await node.communicate()
     assert "Traceback" not in log.decode(), log.decode()
     assert node.returncode == 0
+
+
+async def test_the_node_imports_no_library_it_needs_only_on_demand() -> None:
+    # numpy and Pillow (screens), httpx (downloads), pyroute2 (netlink): 35 MB
+    # that an idle node used to hold
+    code = (
+        "import sys, megabus.handlers.main\n"
+        "print(sorted(m for m in ('numpy', 'PIL', 'httpx', 'pyroute2') if m in sys.modules))"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    assert out.decode().strip() == "[]"

@@ -106,4 +106,4 @@ async def test_the_picture_frames_hosts_and_draws_routers_as_boxes() -> None:
     )
     # graphviz draws it (a quote in a host name included)
     svg = await render(picture(vms), "svg")
-    assert b'h&quot;2:b:2' in svg
+    assert b"h&quot;2:b:2" in svg

@@ -25,8 +25,6 @@ import tempfile
 import urllib.parse
 from collections.abc import Callable
 
-import httpx
-
 from megabus.bus.errors import CommandError
 from megabus.handlers.files._paths import TRANSFER_PREFIX, relative_name
 
@@ -71,6 +69,10 @@ class WebSources:
         return await asyncio.shield(running)
 
     async def _download(self, url: str, local: str, progress: DownloadProgress | None) -> str:
+        # httpx (with rich, pygments and click: 9 MB, 55 ms) loads with the first
+        # download, not with every node (issue 16's idle memory)
+        import httpx
+
         tmpdir = await asyncio.to_thread(
             tempfile.mkdtemp, prefix=TRANSFER_PREFIX + "http_", dir=self.root
         )

@@ -29,8 +29,6 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 
-from pyroute2 import IPRoute
-
 from megabus.handlers.net._bridges import Bridge, Bridges, _bridge_up, port_commands
 from megabus.handlers.net._ovs import OvsError
 
@@ -43,7 +41,10 @@ After = Callable[[list[str]], Awaitable[None]]
 
 
 def _ifindexes(names: list[str]) -> dict[str, str]:
-    # netlink, not /sys/class/net: sysfs shows the namespace that mounted it
+    # netlink, not /sys/class/net: sysfs shows the namespace that mounted it;
+    # pyroute2 (11 MB) on first use, as in taps.py
+    from pyroute2 import IPRoute
+
     with IPRoute() as ipr:
         return {n: str(next(iter(ipr.link_lookup(ifname=n)), "")) for n in names}
 

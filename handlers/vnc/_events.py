@@ -17,13 +17,14 @@ import io
 import logging
 import os
 from dataclasses import dataclass, field
-
-import numpy as np
-from PIL import Image, UnidentifiedImageError
+from typing import TYPE_CHECKING
 
 from megabus.handlers.language.gotime import parse_duration
 from megabus.handlers.vnc import _keysym
-from megabus.handlers.vnc.rfb import Event, Frame, KeyEvent, PointerEvent
+from megabus.handlers.vnc.rfb import Event, KeyEvent, PointerEvent
+
+if TYPE_CHECKING:
+    from megabus.handlers.vnc.rfb import Frame
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,10 @@ def parse_delay(text: str) -> int:
 
 def _image(arg: str) -> tuple[Frame, str]:
     """A template (RGB) from base64 or a file, and its source for logs."""
+    # numpy and Pillow load with the first WaitForIt, not with the node (issue 16)
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
     source = arg
     try:
         data = base64.b64decode(arg, validate=True)

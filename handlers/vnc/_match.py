@@ -9,24 +9,32 @@ and 2.8's mean absolute difference and cut-off are then checked there.
 
 from __future__ import annotations
 
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
-from megabus.handlers.vnc.rfb import Frame
+# numpy is imported where a screen is matched, not with the node (issue 16's idle memory)
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from megabus.handlers.vnc.rfb import Frame
+
+    Gray = npt.NDArray[np.float64]
 
 #: 2.8's cut-off: "20 seems to be a decent cut off".
 MAX_MEAN_DIFF = 20.0
 
-Gray = npt.NDArray[np.float64]
-
 
 def _gray(rgb: Frame) -> Gray:
+    import numpy as np
+
     img = rgb.astype(np.float64)
     return 0.299 * img[:, :, 0] + 0.587 * img[:, :, 1] + 0.114 * img[:, :, 2]
 
 
 def find(screen: Frame, template: Frame) -> tuple[int, int] | None:
     """The centre of ``template`` on ``screen``, or None when it is not there."""
+    import numpy as np
+
     img = _gray(screen)
     tpl = _gray(template)
     ih, iw = img.shape

@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from dataclasses import dataclass
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from megabus.handlers.vnc import _keysym
 
@@ -188,7 +186,11 @@ class ClientStream:
         return None
 
 
-Frame = npt.NDArray[np.uint8]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Frame = npt.NDArray[np.uint8]
 
 
 class Client:
@@ -204,6 +206,10 @@ class Client:
         self.width = 0
         self.height = 0
         self.name = ""
+        # numpy (14 MB, 50 ms to import) is loaded by the first client, not by
+        # every node at start-up (issue 16's idle memory)
+        import numpy as np
+
         #: The last screen read, height x width x 3 (RGB).
         self.frame: Frame = np.zeros((0, 0, 3), np.uint8)
 
@@ -257,6 +263,8 @@ class Client:
         self.width, self.height = struct.unpack_from(">HH", head)
         (name_len,) = struct.unpack_from(">I", head, 20)
         self.name = (await self._read(name_len)).decode(errors="replace")
+        import numpy as np
+
         self.frame = np.zeros((self.height, self.width, 3), np.uint8)
         self.writer.write(bytes([SET_PIXEL_FORMAT, 0, 0, 0]) + PIXEL_FORMAT)
         self.writer.write(struct.pack(">BxHii", SET_ENCODINGS, 2, RAW_ENCODING, DESKTOP_SIZE))
@@ -294,6 +302,8 @@ class Client:
                 raise RfbError(f"unknown server message type {kind}")
 
     async def _update(self) -> None:
+        import numpy as np
+
         _pad, count = struct.unpack(">BH", await self._read(3))
         for _ in range(count):
             x, y, w, h, enc = struct.unpack(">HHHHi", await self._read(12))
