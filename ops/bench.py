@@ -37,6 +37,10 @@ processes with temporary bases, then measures:
   ``vm config net`` on a fresh node and after ``clear vlans``, and the idle
   memory of node plus nats-server before and after 100,000 commands
   (``--speed-commands``).
+* ``lifecycle``: the rest of issue 16's table: ``vm start all`` of 10 KVM
+  guests (``--life-kvm``), and for 10 and 30 containers (``--life-containers``)
+  their start until every agent is connected, ``vm kill all`` until every one
+  is QUIT, and ``vm flush``.
 * ``lab``: on a 3-host ``ops/lab.py`` lab (userspace datapath): ping RTT and
   TCP throughput between containers on different hosts over the trunk and
   over VXLAN, and ``vm launch container`` of N over the hosts, their start,
@@ -50,7 +54,7 @@ processes with temporary bases, then measures:
 
 ``--only a,b`` runs only those parts (``oneshot``, ``commands``, ``vms``, ``mesh``,
 ``nic``, ``taps``, ``failover``, ``cc``, ``pipes``, ``routers``, ``security``, ``fuzz``,
-``speed``, ``client``, ``files``, ``lab``, ``screens``); ``--compare FILE`` then
+``speed``, ``lifecycle``, ``client``, ``files``, ``lab``, ``screens``); ``--compare FILE`` then
 prints, after the JSON, each figure's ratio to the same figure in FILE (an
 earlier run's JSON), so a change that makes one slower shows.
 
@@ -304,6 +308,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         ("security", lambda: security_bench(args.security_roundtrips, 20, 25)),
         ("fuzz", lambda: fuzz_bench(args.fuzz_cases)),
         ("speed", lambda: speed_bench(args.speed_commands)),
+        ("lifecycle", lambda: lifecycle_bench(args.life_kvm, args.life_containers)),
         ("client", lambda: client_bench(args.client_roundtrips)),
         ("files", lambda: files_bench(args.files_mb, args.files_hash_mb)),
         ("lab", lambda: lab_bench(args.lab_containers)),
@@ -492,6 +497,97 @@ async def speed_bench(commands: int) -> dict[str, object]:
                 await bus.close()
                 await stop_process(proc, 30)
     return {"speed": out}
+
+
+async def _until(check: Callable[[], Awaitable[bool]], limit: float) -> float:
+    """Seconds until ``check()`` holds, polled every 5 ms; SystemExit past ``limit``."""
+    t0 = time.perf_counter()
+    while not await check():
+        if time.perf_counter() - t0 > limit:
+            raise SystemExit(f"bench: not done within {limit:g}s")
+        await asyncio.sleep(0.005)
+    return time.perf_counter() - t0
+
+
+async def lifecycle_bench(kvm: int, containers: list[int]) -> dict[str, object]:
+    """Issue 16's lifecycle rows on a node of its own (at log level error).
+
+    ``vm start all`` of ``kvm`` KVM guests (the command's round trip, QEMU under
+    TCG where /dev/kvm is missing); for each count of containers (minicccfs):
+    ``vm start all`` until every agent has connected (``cc`` counts them),
+    ``vm kill all`` until every one is QUIT, then ``vm flush``.
+    """
+    if not kvm and not containers:
+        return {}
+    build = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(Path(__file__).parent / "images.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if build.returncode != 0:
+        raise SystemExit(f"bench: ops/images.py failed:\n{build.stderr}")
+    fs = Path(build.stdout.strip().splitlines()[-1]) / "minicccfs"
+    out: dict[str, object] = {}
+    node = "life"
+    with tempfile.TemporaryDirectory(prefix="megabus-life-") as tmp:
+        root = Path(tmp)
+        async with EmbeddedServer(root / "nats", port=0) as server:
+            proc = await start_node(node, server.client_url, root / "base", "-level", "error")
+            bus = await Bus.connect([server.client_url], name="life")
+
+            async def run(line: str) -> tuple[float, list[list[str]]]:
+                t0 = time.perf_counter()
+                replies = await bus.command(node, line, idle_timeout=120)
+                took = time.perf_counter() - t0
+                errors = [r.error for rep in replies for r in rep.responses if r.error]
+                if errors:
+                    raise SystemExit(f"bench: {line}: {errors[:3]}")
+                rows = [row for rep in replies for r in rep.responses for row in r.tabular or []]
+                return took, rows
+
+            async def states() -> list[str]:
+                return [row[0] for row in (await run(".annotate false .columns state vm info"))[1]]
+
+            try:
+                await asyncio.sleep(1)
+                if kvm:
+                    await run("vm config memory 128")
+                    await run(f"vm launch kvm k[1-{kvm}]")
+                    took, _ = await run("vm start all")
+                    out[f"kvm_start_all_{kvm}_ms"] = round(took * 1000, 1)
+                    await run("clear all")
+                for count in containers:
+                    await run(f"vm config filesystem {fs}")
+                    await run(f"vm launch container c[1-{count}]")
+                    t0 = time.perf_counter()
+                    await run("vm start all")
+
+                    async def connected(n: int = count) -> bool:
+                        return (await run("cc"))[1] == [[str(n)]]
+
+                    await _until(connected, 120)
+                    started = time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    await run("vm kill all")
+
+                    async def quit_all() -> bool:
+                        return set(await states()) == {"QUIT"}
+
+                    await _until(quit_all, 120)
+                    killed = time.perf_counter() - t0
+                    flushed, _ = await run("vm flush")
+                    out[f"containers_{count}"] = {
+                        "start_to_agents_s": round(started, 3),
+                        "kill_all_to_quit_ms": round(killed * 1000, 1),
+                        "flush_ms": round(flushed * 1000, 1),
+                    }
+                    await run("clear all")
+            finally:
+                await bus.close()
+                await stop_process(proc, 30)
+    return {"lifecycle": out}
 
 
 def _figures(value: object, path: str = "") -> dict[str, float]:
@@ -1754,6 +1850,15 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=100_000,
         help="commands before the second idle memory figure (0: no speed part)",
+    )
+    parser.add_argument(
+        "--life-kvm", type=int, default=10, help="KVM guests for vm start all (0: none)"
+    )
+    parser.add_argument(
+        "--life-containers",
+        type=lambda text: [int(n) for n in text.split(",") if n],
+        default=[10, 30],
+        help="container counts for start/kill/flush (comma-separated; empty: none)",
     )
     parser.add_argument(
         "--only",
