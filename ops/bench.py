@@ -485,11 +485,15 @@ async def speed_bench(commands: int) -> dict[str, object]:
                 out["vlans"] = vlans
 
                 # memory stays flat under load: idle again after many commands
+                # (the node's figure before them includes what the 1000 VMs above
+                # left in the allocator, so it is taken again here)
                 each = max(1, commands // 8)
+                before = {"node": rss_mb(proc.pid), "server": rss_mb(server.pid)}
                 await _clients(url, node, pid, "vm config memory 512", 8, each)
                 await asyncio.sleep(2)
                 out["idle_mb_after"] = {
                     "commands": each * 8,
+                    "before": before,
                     "node": rss_mb(proc.pid),
                     "server": rss_mb(server.pid),
                 }

@@ -195,5 +195,8 @@ def data(vm: VM) -> dict[str, Any]:
         "Tags": dict(vm.tags),
         "Uptime": vm.uptime(),
         "VNCPort": vm.vnc_port,
-        "Config": vm.config.copy(),
+        # the VM's own config, not a copy (4 of the 7 ms this took for 1000 VMs):
+        # the reply is encoded before anything else runs, or (fanned out) shows
+        # the config as it is when the replies are gathered
+        "Config": vm.config,
     }
