@@ -503,6 +503,20 @@ async def speed_bench(commands: int) -> dict[str, object]:
     return {"speed": out}
 
 
+async def _image(script: str, name: str, *args: str) -> Path:
+    """Build (or find current) an image with ``ops/<script>``; the path of ``name`` in it."""
+    build = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(Path(__file__).parent / script), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if build.returncode != 0:
+        raise SystemExit(f"bench: ops/{script} failed:\n{build.stderr}")
+    return Path(build.stdout.strip().splitlines()[-1]) / name
+
+
 async def _until(check: Callable[[], Awaitable[bool]], limit: float) -> float:
     """Seconds until ``check()`` holds, polled every 5 ms; SystemExit past ``limit``."""
     t0 = time.perf_counter()
@@ -523,16 +537,7 @@ async def lifecycle_bench(kvm: int, containers: list[int]) -> dict[str, object]:
     """
     if not kvm and not containers:
         return {}
-    build = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, str(Path(__file__).parent / "images.py")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if build.returncode != 0:
-        raise SystemExit(f"bench: ops/images.py failed:\n{build.stderr}")
-    fs = Path(build.stdout.strip().splitlines()[-1]) / "minicccfs"
+    fs = await _image("images.py", "minicccfs")
     out: dict[str, object] = {}
     node = "life"
     with tempfile.TemporaryDirectory(prefix="megabus-life-") as tmp:
@@ -1171,16 +1176,7 @@ async def router_bench(routers: int) -> dict[str, object]:
 
     if not routers:
         return {}
-    build = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, str(Path(__file__).parent / "router_image.py"), "--no-kvm"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if build.returncode != 0:
-        raise SystemExit(f"bench: ops/router_image.py failed:\n{build.stderr}")
-    fs = Path(build.stdout.strip().splitlines()[-1]) / "minirouterfs"
+    fs = await _image("router_image.py", "minirouterfs", "--no-kvm")
     bridge = f"mb_rtr{os.getpid() % 10000}"
     with tempfile.TemporaryDirectory(prefix="megabus-bench-router-") as tmp:
         root = Path(tmp)
