@@ -11,12 +11,14 @@ maps to exactly one VLAN, on every node, and none is lost.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import signal
 import socket
 from pathlib import Path
 
+import pytest
 from failover import allocate, nodes, until_table, vlans_table
 from natsd import ClusterFactory, free_port, until, wait_jetstream
 
@@ -93,6 +95,42 @@ async def test_commands_keep_working_and_aliases_stay_unique_when_a_server_dies(
             print(f"failover: {len(failures)} failed attempts retried; first: {failures[:3]}")
     finally:
         await client.close()
+
+
+async def test_a_node_started_while_the_cluster_elects_a_meta_leader_starts(
+    nats_cluster: ClusterFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Until the survivors of a dead meta leader elect another, JetStream answers
+    # no API call; a node started then must wait for it, not exit (one started
+    # during the lab's 7 s election did, in CI).
+    caplog.set_level(logging.DEBUG, logger="megabus.bus.server")
+    servers = await nats_cluster(3)
+    await wait_jetstream(servers[0].client_url, replicas=3)
+
+    def meta_leader() -> str:
+        said = [
+            r.name.rsplit(".", 1)[-1]
+            for r in caplog.records
+            if "Self is new JetStream cluster metadata leader" in r.getMessage()
+        ]
+        return said[-1] if said else ""
+
+    await until(lambda: bool(meta_leader()), within=30)
+    (leader,) = [s for s in servers if s.server_name == meta_leader()]
+    survivors = [s.client_url for s in servers if s is not leader]
+    assert leader.pid is not None
+    os.kill(leader.pid, signal.SIGKILL)
+    await leader.stop()
+    node = Node(Settings(name="late", nats=survivors, base=str(tmp_path / "late"), heartbeat=0.5))
+    await asyncio.wait_for(node.start(), 120)
+    client = await Bus.connect(survivors, name="client")
+    try:
+        replies = await client.command("late", "vm config net fresh", idle_timeout=60)
+        assert [r.error for rep in replies for r in rep.responses if r.error] == []
+        assert await vlans_table(client, "late") == [("fresh", "101")]
+    finally:
+        await client.close()
+        await node.stop()
 
 
 # --- the ops/nats configs themselves ----------------------------------------------

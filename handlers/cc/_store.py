@@ -32,7 +32,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 
 from megabus.bus.cc_messages import Command
-from megabus.bus.election import ELECTION, through_election
+from megabus.bus.election import through_election, until_answered
 from megabus.bus.stored import CcCommandRecord, CcDoneRecord, CcEpochRecord, CcRecord, Filter
 
 if TYPE_CHECKING:
@@ -140,8 +140,11 @@ class CommandStore:
             if seq >= last:
                 replayed.set()
 
-        self._sub = await js.subscribe(
-            f"{self._root}.>", cb=on_msg, ordered_consumer=True, stream=self.stream
+        self._sub = await until_answered(
+            lambda: js.subscribe(
+                f"{self._root}.>", cb=on_msg, ordered_consumer=True, stream=self.stream
+            ),
+            f"cc {self.namespace}",
         )
         try:
             await asyncio.wait_for(replayed.wait(), TIMEOUT)
@@ -151,10 +154,16 @@ class CommandStore:
     async def _add_stream(
         self, js: JetStreamContext, config: nats.js.api.StreamConfig
     ) -> nats.js.api.StreamInfo:
+        what = f"cc {self.namespace}"
         for replicas in (REPLICAS, 1):
             config.num_replicas = replicas
             try:
-                return await self._create_waiting_out_election(js, config)
+                # JetStream answers a create once the new stream has a leader:
+                # with a server of three down that took 5-8 s (a joined host's
+                # first `vm start` failed); the same create again is harmless
+                return await until_answered(
+                    lambda: asyncio.wait_for(js.add_stream(config), TIMEOUT), what
+                )
             except nats.js.errors.APIError as err:
                 if replicas > 1 and err.err_code in _REPLICAS_REFUSED:
                     logger.info("cc %s: %d replicas refused, using 1", self.namespace, replicas)
@@ -162,28 +171,10 @@ class CommandStore:
                 if not isinstance(err, nats.js.errors.BadRequestError):
                     raise
                 # made already (by another node, or before a restart): use it as it is
-                return await asyncio.wait_for(js.stream_info(self.stream), TIMEOUT)
+                return await until_answered(
+                    lambda: asyncio.wait_for(js.stream_info(self.stream), TIMEOUT), what
+                )
         raise AssertionError("unreachable")
-
-    async def _create_waiting_out_election(
-        self, js: JetStreamContext, config: nats.js.api.StreamConfig
-    ) -> nats.js.api.StreamInfo:
-        """Create the stream; JetStream answers once the new stream has a leader.
-
-        With a hub of three down, placing the replicas and electing their leader
-        took 8 s on the lab (a joined host's first ``vm start`` failed with a
-        TimeoutError). The request is idempotent for an identical config, so
-        asking again until :data:`ELECTION` is spent cannot make two streams.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + ELECTION
-        while True:
-            try:
-                return await asyncio.wait_for(js.add_stream(config), TIMEOUT)
-            except (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError):
-                if loop.time() >= deadline:
-                    raise
-                logger.info("cc %s: stream not ready yet; asking again", self.namespace)
 
     async def _publish_epoch_if_absent(self) -> None:
         record = CcEpochRecord(epoch=self.epoch)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ import nats.errors
 import nats.js.errors
 
 from megabus.bus.codec import encode
-from megabus.bus.election import through_election
+from megabus.bus.election import through_election, until_answered
 from megabus.bus.errors import CommandError
 from megabus.bus.messages import VlanAliasEvent
 from megabus.bus.stored import VlanAlias, VlanClaim, VlanRangeValue
@@ -159,6 +160,12 @@ def _range_key(ns: str) -> str:
     return "global" if not ns else f"range.{_key_token(ns, 'namespace name')}"
 
 
+async def _create_bucket_once(bus: BusLike, bucket: str, replicas: int) -> KeyValue:
+    return await asyncio.wait_for(
+        bus.js.create_key_value(bucket=bucket, history=1, replicas=replicas), TIMEOUT
+    )
+
+
 async def _create_bucket(bus: BusLike, bucket: str) -> KeyValue:
     """Create the bucket, replicated on three servers when NATS is a cluster of three or more.
 
@@ -168,8 +175,8 @@ async def _create_bucket(bus: BusLike, bucket: str) -> KeyValue:
     """
     for replicas in (REPLICAS, 1):
         try:
-            return await asyncio.wait_for(
-                bus.js.create_key_value(bucket=bucket, history=1, replicas=replicas), TIMEOUT
+            return await until_answered(
+                functools.partial(_create_bucket_once, bus, bucket, replicas), "VLAN bucket"
             )
         except nats.js.errors.APIError as err:
             if replicas == 1 or err.err_code not in (10074, 10005, 10023):
@@ -226,11 +233,17 @@ class VlanStore:
         """
         bucket = bus.subjects.bucket("vlans")
         try:
-            kv = await asyncio.wait_for(bus.js.key_value(bucket), TIMEOUT)
+            kv = await until_answered(
+                lambda: asyncio.wait_for(bus.js.key_value(bucket), TIMEOUT), "VLAN bucket"
+            )
         except nats.js.errors.BucketNotFoundError:
             kv = await _create_bucket(bus, bucket)
         store = cls(bus, kv, bucket, default_range)
-        store._watcher = await asyncio.wait_for(kv.watchall(), TIMEOUT)
+        # a node started while the cluster elects a meta leader waits for it
+        # (one started 5 s into the lab's 7 s election exited)
+        store._watcher = await until_answered(
+            lambda: asyncio.wait_for(kv.watchall(), TIMEOUT), "VLAN bucket"
+        )
         store._task = asyncio.create_task(store._watch(), name=f"vlanstore-{bucket}")
         try:
             await asyncio.wait_for(store._ready.wait(), TIMEOUT)
