@@ -214,6 +214,8 @@ class ContainerRuntime(InstanceFiles):
             self.vm.set_error(str(err))
             raise
         except OSError as err:
+            # unexpected here: the node's log keeps where it came from
+            logger.exception("vm %d: launch failed", self.vm.id)
             await self._abort()
             text = os_error_text(err, self.path)
             self.vm.set_error(text)
