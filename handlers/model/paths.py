@@ -1,4 +1,6 @@
-"""The bounds of a file path a user types (``file``, ``vm config disk``/``cdrom``...).
+"""File paths: the bounds of one a user types, and the text of a node's small state files.
+
+The bounds (``file``, ``vm config disk``/``cdrom``...):
 
 A path goes to the kernel sooner or later, which takes at most ``PATH_MAX``
 bytes and no NUL; checked here first, the user reads what is wrong with the
@@ -31,3 +33,13 @@ def bounded_path(path: str) -> str:
 
 
 __all__ = ["MAX_PATH_BYTES", "PATH_MAX", "bounded_path"]
+
+
+def read_text(path: str) -> str:
+    """A small state file's text (a pid file, an instance's ``console_port``), stripped;
+    ``""`` when it is missing or unreadable."""
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""

@@ -24,11 +24,12 @@ A failed round (the switch not back yet) is tried again at the next poll.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
 
+from megabus.bus.tasks import TaskSet
+from megabus.handlers.model.paths import read_text
 from megabus.handlers.net._bridges import Bridge, Bridges, _bridge_up, port_commands
 from megabus.handlers.net._ovs import OvsError
 
@@ -49,14 +50,6 @@ def _ifindexes(names: list[str]) -> dict[str, str]:
         return {n: str(next(iter(ipr.link_lookup(ifname=n)), "")) for n in names}
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
 class Replumber:
     """Watches one node's switch and rebuilds the node's bridges after a restart."""
 
@@ -67,17 +60,13 @@ class Replumber:
         self.rebuilds = 0
         self._pid = ""
         self._ifindex: dict[str, str] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = TaskSet("replumb")
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._watch(), name="replumb")
+        self._tasks.spawn(self._watch(), "replumb")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._tasks.aclose()
 
     async def _watch(self) -> None:
         while True:
@@ -97,7 +86,7 @@ class Replumber:
             return False
         # only a node that uses bridges has (and looks for) a switch
         switch = await self.bridges.switch()
-        pid = _read(os.path.join(switch.rundir, "ovs-vswitchd.pid")) if switch.rundir else ""
+        pid = read_text(os.path.join(switch.rundir, "ovs-vswitchd.pid")) if switch.rundir else ""
         if switch.rundir and not pid:
             return False  # ovs-vswitchd is down: wait until it is back
         index = await asyncio.to_thread(_ifindexes, [b.name for b in bridges])

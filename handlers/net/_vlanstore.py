@@ -31,8 +31,9 @@ import contextlib
 import functools
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import msgspec
 import nats.errors
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
     from megabus.bus.subjects import Subjects
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: Separates a namespace from an alias (``foo//DMZ``), as 2.8's ``AliasSep``.
 ALIAS_SEP = "//"
@@ -340,22 +343,22 @@ class VlanStore:
 
     # -- KV primitives (each returns the stream revision it wrote) -------------
 
+    @staticmethod
+    async def _kv_call(call: Callable[[], Awaitable[_T]]) -> _T:
+        """One KV call, bounded by :data:`TIMEOUT` and sent again through an election."""
+        return await through_election(lambda: asyncio.wait_for(call(), TIMEOUT), "VLAN bucket")
+
     async def _create(self, key: str, value: msgspec.Struct) -> int | None:
         """Create ``key``; ``None`` when it already exists."""
         data = msgspec.json.encode(value)
         tombstone = self._tombstones.get(key)
         if tombstone is not None:
             try:
-                return await through_election(
-                    lambda: asyncio.wait_for(self._kv.update(key, data, last=tombstone), TIMEOUT),
-                    "VLAN bucket",
-                )
+                return await self._kv_call(lambda: self._kv.update(key, data, last=tombstone))
             except nats.js.errors.KeyWrongLastSequenceError:
                 pass  # written or deleted again since: create() sorts out which
         try:
-            return await through_election(
-                lambda: asyncio.wait_for(self._kv.create(key, data), TIMEOUT), "VLAN bucket"
-            )
+            return await self._kv_call(lambda: self._kv.create(key, data))
         except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.KeyNotFoundError):
             # KeyNotFound: nats-py's create lost a race with a delete of the same
             # key (seen during server failovers); the caller treats it as taken
@@ -364,17 +367,13 @@ class VlanStore:
     async def _get(self, key: str) -> KeyValue.Entry | None:
         """The entry at ``key``; ``None`` when it does not exist (or was deleted)."""
         try:
-            return await through_election(
-                lambda: asyncio.wait_for(self._kv.get(key), TIMEOUT), "VLAN bucket"
-            )
+            return await self._kv_call(lambda: self._kv.get(key))
         except nats.js.errors.KeyNotFoundError:
             return None
 
     async def _put(self, key: str, value: msgspec.Struct) -> int:
         data = msgspec.json.encode(value)
-        return await through_election(
-            lambda: asyncio.wait_for(self._kv.put(key, data), TIMEOUT), "VLAN bucket"
-        )
+        return await self._kv_call(lambda: self._kv.put(key, data))
 
     async def _delete(self, key: str, last: int = 0) -> int | None:
         """Delete ``key`` (only at revision ``last`` when given); ``None`` if it moved on."""

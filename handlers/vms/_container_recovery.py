@@ -34,6 +34,7 @@ import signal
 from typing import TYPE_CHECKING
 
 from megabus.bus.errors import CommandError
+from megabus.handlers.model.paths import read_text
 from megabus.handlers.model.vm import KILLABLE, VM, VMState
 from megabus.handlers.vms import _container_net as container_net
 from megabus.handlers.vms._container import KILL_TIMEOUT, SHIM_MODULE, ContainerRuntime
@@ -52,17 +53,9 @@ def claims(path: str) -> bool:
     return os.path.isfile(os.path.join(path, "uuid"))
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
 def find_monitor(instance: str, vm_id: int) -> int:
     """The pid of the container's monitor, or 0 when it is gone."""
-    text = _read(os.path.join(instance, "shim.pid"))
+    text = read_text(os.path.join(instance, "shim.pid"))
     if not text.isdigit():
         return 0
     pid = int(text)
@@ -192,7 +185,7 @@ async def adopt(host: VmHost, vm: VM, found: Found) -> None:
     vm.runtime = rt
     await asyncio.to_thread(rt.adopt_filesystem)
     # a container that quit still shows its last pid
-    last = await asyncio.to_thread(_read, os.path.join(found.path, "init.pid"))
+    last = await asyncio.to_thread(read_text, os.path.join(found.path, "init.pid"))
     vm.pid = int(last) if last.isdigit() else 0
     if not found.state & KILLABLE:
         vm.set_state(found.state)  # killed or failed before the crash: released already
@@ -222,7 +215,7 @@ async def adopt(host: VmHost, vm: VM, found: Found) -> None:
         return
     vm.pid = pid
     vm.launched = process_start(monitor) or vm.launched
-    port = await asyncio.to_thread(_read, os.path.join(found.path, "console_port"))
+    port = await asyncio.to_thread(read_text, os.path.join(found.path, "console_port"))
     rt.console_port = int(port) if port.isdigit() else 0
     try:
         rt.watch(monitor)
