@@ -25,20 +25,35 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+async def start_node(
+    base: Path, name: str, *flags: str, session: bool = False
+) -> asyncio.subprocess.Process:
+    """``megabus node`` as the README starts it (no MEGABUS_* settings), up once
+    ``megabus.json`` is written; stderr is piped."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEGABUS_")}
+    node = await asyncio.create_subprocess_exec(
+        MEGABUS, "node", "-name", name, "-base", str(base), *flags,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
+        start_new_session=session,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(30):
+            while not (base / "megabus.json").exists():
+                assert node.returncode is None, "the node exited during start-up"
+                await asyncio.sleep(0.1)
+    except BaseException:
+        node.kill()
+        await node.wait()
+        raise
+    return node
+
+
 async def test_a_node_with_an_embedded_server_serves_one_shot_commands(tmp_path: Path) -> None:
     base = tmp_path / "base"
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEGABUS_")}
-    node = await asyncio.create_subprocess_exec(
-        MEGABUS, "node", "-name", "solo", "-base", str(base), "-nats-port", str(port),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
-    )  # fmt: skip
+    node = await start_node(base, "solo", "-nats-port", str(port))
+    info = base / "megabus.json"
     try:
-        info = base / "megabus.json"
-        async with asyncio.timeout(30):
-            while not info.exists():
-                assert node.returncode is None, "the node exited during start-up"
-                await asyncio.sleep(0.1)
         assert json.loads(info.read_text())["nats_url"].endswith(f":{port}")
         assert listening(port)
         # an idle node maps none of the libraries it needs only on demand (issue
@@ -66,17 +81,8 @@ async def test_a_node_with_an_embedded_server_serves_one_shot_commands(tmp_path:
 async def test_a_node_logs_each_record_once(tmp_path: Path) -> None:
     # -level info with the default -v: every record on stderr exactly once
     base = tmp_path / "base"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEGABUS_")}
-    node = await asyncio.create_subprocess_exec(
-        MEGABUS, "node", "-name", "chatty", "-base", str(base),
-        "-nats-port", str(free_port()), "-level", "info",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
-    )  # fmt: skip
+    node = await start_node(base, "chatty", "-nats-port", str(free_port()), "-level", "info")
     try:
-        async with asyncio.timeout(30):
-            while not (base / "megabus.json").exists():
-                assert node.returncode is None, "the node exited during start-up"
-                await asyncio.sleep(0.1)
         rc, _out, err = await run("-base", str(base), "-e", "vlans", "add", "web", "200")
         assert (rc, err) == (0, "")
     finally:
@@ -94,21 +100,10 @@ async def test_ctrl_c_stops_a_node_and_its_server_quietly(tmp_path: Path) -> Non
     # server may be gone before the node closes its connection (uvloop then raised
     # RuntimeError out of the close and the node died with a traceback)
     base = tmp_path / "base"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEGABUS_")}
-    node = await asyncio.create_subprocess_exec(
-        MEGABUS, "node", "-name", "ctrlc", "-base", str(base), "-nats-port", str(free_port()),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        async with asyncio.timeout(30):
-            while not (base / "megabus.json").exists():
-                assert node.returncode is None, "the node exited during start-up"
-                await asyncio.sleep(0.1)
-    finally:
-        os.killpg(node.pid, signal.SIGINT)
-        async with asyncio.timeout(30):
-            _, log = await node.communicate()
+    node = await start_node(base, "ctrlc", "-nats-port", str(free_port()), session=True)
+    os.killpg(node.pid, signal.SIGINT)
+    async with asyncio.timeout(30):
+        _, log = await node.communicate()
     assert "Traceback" not in log.decode(), log.decode()
     assert node.returncode == 0
 
